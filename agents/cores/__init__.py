@@ -1,0 +1,1 @@
+"""Built-in memory cores; importing this package registers them."""
