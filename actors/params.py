@@ -1,0 +1,83 @@
+"""Parameters published by the learner and read by actor processes.
+
+The learner copies its parameters into one flat shared-memory float32 tensor after
+every update; actors copy them into their own CPU model at the start of every
+unroll. A sequence lock (an int64 counter in shared memory, odd while a write is in
+progress) keeps an actor from loading a half-written set: it retries until it reads
+the same even counter before and after copying. The counter divided by two is the
+policy version (number of publishes), which actors record per unroll so the learner
+can measure policy lag.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, List, Tuple
+
+import torch
+from torch import nn
+
+
+def _named_tensors(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
+    # parameters and floating buffers (e.g. running statistics), in a fixed order
+    out = [(n, p) for n, p in model.named_parameters()]
+    out += [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    return out
+
+
+class SharedParams:
+    """A flat shared-memory copy of a model's parameters with a seqlock."""
+
+    def __init__(self, model: nn.Module):
+        tensors = _named_tensors(model)
+        self.names = [n for n, _ in tensors]
+        self.shapes = [tuple(t.shape) for _, t in tensors]
+        self.numels = [t.numel() for _, t in tensors]
+        total = sum(self.numels)
+        self.flat = torch.zeros(total, dtype=torch.float32).share_memory_()
+        self.seq = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.publish(model)
+
+    @property
+    def version(self) -> int:
+        return int(self.seq.item()) // 2
+
+    def publish(self, model: nn.Module) -> int:
+        """Copy ``model``'s parameters in (learner side). Returns the new version."""
+        with torch.no_grad():
+            flat = torch.cat([t.detach().reshape(-1).float() for _, t in _named_tensors(model)])
+            if flat.numel() != self.flat.numel():
+                raise ValueError("model does not match the shared parameter layout")
+            self.seq += 1                      # odd: write in progress
+            self.flat.copy_(flat.cpu() if flat.device.type != "cpu" else flat)
+            self.seq += 1                      # even: consistent
+        return self.version
+
+    def load_into(self, model: nn.Module, *, last_version: int = -1, timeout_s: float = 10.0) -> int:
+        """Copy the latest consistent parameters into ``model`` (actor side).
+
+        Skips the copy when the version equals ``last_version``. Returns the version loaded.
+        """
+        deadline = time.monotonic() + timeout_s
+        targets = _named_tensors(model)
+        while True:
+            s0 = int(self.seq.item())
+            if s0 // 2 == last_version and s0 % 2 == 0:
+                return last_version
+            if s0 % 2 == 0:
+                snapshot = self.flat.clone()
+                if int(self.seq.item()) == s0:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("could not read a consistent parameter set from the learner")
+            time.sleep(0.0005)
+        with torch.no_grad():
+            offset = 0
+            for (_, t), n, shape in zip(targets, self.numels, self.shapes):
+                t.copy_(snapshot[offset:offset + n].view(shape))
+                offset += n
+        return s0 // 2
+
+
+def count_parameters(params: Iterable[torch.Tensor]) -> int:
+    return sum(p.numel() for p in params)

@@ -1,0 +1,177 @@
+"""The training configuration: one dataclass per component, composed into TrainConfig.
+
+Every field becomes a command-line flag (``learning_rate`` -> ``--learning-rate``;
+booleans get ``--flag/--no-flag``) whose help text is the field's ``help`` metadata,
+grouped by component in ``--help``. Defaults are the SRWM paper's (DESIGN.md
+section 7). The whole config is saved as plain data in ``<run_dir>/config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence
+
+from actors.config import ActorConfig, validate_actor_config
+from agents.model import ModelConfig, validate_model_config
+from envs import EnvConfig, validate_env_config
+from learner.learner import LearnerConfig, validate_learner_config
+
+
+@dataclass
+class RunConfig:
+    name: str = field(default="", metadata={"help": "run name; the run directory is <runs-dir>/<name> "
+                                                    "(default: <core>-<env>-<date>)"})
+    runs_dir: str = field(default="runs", metadata={"help": "folder holding run directories"})
+    total_steps: int = field(default=300_000_000, metadata={"help": "environment steps to train for"})
+    device: str = field(default="auto", metadata={"help": "learner device: auto (cuda if available), cpu, cuda, cuda:N"})
+    backend: str = field(default="local", metadata={"help": "actor backend: local (processes) or ray"})
+    ray_address: str = field(default="", metadata={"help": "Ray cluster address (empty: start a local Ray instance)"})
+    ray_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs reserved per Ray actor"})
+    ray_broadcast_every: int = field(default=1, metadata={"help": "broadcast parameters through the Ray object store every K updates"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in the run directory from its latest checkpoint"})
+    checkpoint_interval_s: float = field(default=600.0, metadata={"help": "seconds between periodic checkpoints"})
+    keep_checkpoints: int = field(default=3, metadata={"help": "how many periodic checkpoints to keep (0 = all)"})
+    log_interval_s: float = field(default=5.0, metadata={"help": "seconds between log rows (TensorBoard and CSV)"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar on the terminal"})
+    eval_episodes: int = field(default=0, metadata={"help": "after training, evaluate this many episodes per task "
+                                                             "on the test1 split (0 = skip)"})
+    debug_crash_at_step: int = field(default=0, metadata={"help": "testing: actor 0 raises at this env step of its first life (0 = off)"})
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+SECTIONS = ("env", "model", "actor", "learner", "run")
+
+
+def validate_run_config(cfg: RunConfig) -> None:
+    if cfg.total_steps < 1:
+        raise ValueError(f"--total-steps must be positive, got {cfg.total_steps}")
+    if cfg.backend not in ("local", "ray"):
+        raise ValueError(f"--backend must be 'local' or 'ray', got {cfg.backend!r}")
+    dev = cfg.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+    if dev.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {dev}: CUDA is not available on this machine")
+    for name in ("checkpoint_interval_s", "log_interval_s", "ray_cpus_per_actor"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    for name in ("keep_checkpoints", "eval_episodes", "debug_crash_at_step"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.ray_broadcast_every < 1:
+        raise ValueError(f"--ray-broadcast-every must be >= 1, got {cfg.ray_broadcast_every}")
+    if cfg.name and ("/" in cfg.name or cfg.name in (".", "..")):
+        raise ValueError(f"--name must be a plain folder name, got {cfg.name!r}")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Every check that needs no process, env or model: raises ValueError naming the option."""
+    validate_run_config(cfg.run)
+    validate_actor_config(cfg.actor)
+    validate_learner_config(cfg.learner)
+    validate_model_config(cfg.model)
+    validate_env_config(cfg.env)
+
+
+# -- dataclass <-> argparse ----------------------------------------------------------
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(tp):
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, title: str) -> None:
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        tp = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "")
+        dest = f"{section}.{f.name}"
+        if tp is bool:
+            group.add_argument(_flag(f.name), dest=dest, action=argparse.BooleanOptionalAction,
+                               default=default, help=help_text + " (default: %(default)s)")
+        else:
+            kwargs = {}
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            group.add_argument(_flag(f.name), dest=dest, type=tp, default=default, metavar=tp.__name__.upper(),
+                               help=help_text + " (default: %(default)s)", **kwargs)
+
+
+def build_parser(prog: str = "python -m launch.train", description: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter
+                                     if False else argparse.HelpFormatter)
+    for section, cls, title in (("env", EnvConfig, "environment"), ("model", ModelConfig, "model"),
+                                ("actor", ActorConfig, "actors"), ("learner", LearnerConfig, "learner"),
+                                ("run", RunConfig, "run")):
+        add_dataclass_arguments(parser, cls, section, title)
+    return parser
+
+
+def config_from_args(ns: argparse.Namespace) -> TrainConfig:
+    parts: Dict[str, Dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in vars(ns).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            parts[section][name] = value
+    return TrainConfig(env=EnvConfig(**parts["env"]), model=ModelConfig(**parts["model"]),
+                       actor=ActorConfig(**parts["actor"]), learner=LearnerConfig(**parts["learner"]),
+                       run=RunConfig(**parts["run"]))
+
+
+def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    return config_from_args(build_parser().parse_args(argv))
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from plain data, ignoring fields this version does not know."""
+    def build(cls, data):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
+    return TrainConfig(env=build(EnvConfig, d.get("env")), model=build(ModelConfig, d.get("model")),
+                       actor=build(ActorConfig, d.get("actor")), learner=build(LearnerConfig, d.get("learner")),
+                       run=build(RunConfig, d.get("run")))
+
+
+def save_config(cfg: TrainConfig, path) -> None:
+    with open(path, "w") as f:
+        json.dump(config_to_dict(cfg), f, indent=2, sort_keys=True)
+
+
+def changed_flags(cfg: TrainConfig) -> List[str]:
+    """Flags that differ from the defaults (for logging a run's command line)."""
+    default = TrainConfig()
+    out = []
+    for section in SECTIONS:
+        a, b = getattr(cfg, section), getattr(default, section)
+        for f in fields(a):
+            if getattr(a, f.name) != getattr(b, f.name):
+                out.append(f"{_flag(f.name)}={getattr(a, f.name)}")
+    return out

@@ -1,0 +1,160 @@
+"""Train an agent: ``python -m launch.train [options]`` (``--help`` lists them all).
+
+Examples::
+
+    # the SRWM paper's 6-game ProcGen easy setup (48 actors, batch 32, unroll 50)
+    python -m launch.train --core srwm --env procgen:bigfish,fruitbot,maze,leaper,plunder,starpilot
+
+    # a small run on a laptop
+    python -m launch.train --core srwm --env memory --num-actors 2 --batch-size 8 --total-steps 20000
+
+    # continue a run
+    python -m launch.train --name my-run --resume
+
+Invalid options are reported in one line naming the option, with exit code 2, before
+any process starts and without touching an existing run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from launch.config import (TrainConfig, build_parser, config_from_args, config_from_dict,
+                           config_to_dict, save_config, validate_config)
+
+log = logging.getLogger("launch.train")
+
+
+class UsageError(Exception):
+    """Bad input: reported in one line, exit code 2."""
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set:
+    """Dests of the options given explicitly on the command line."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
+            if isinstance(action, argparse.BooleanOptionalAction):
+                probe.add_argument(*action.option_strings, action=argparse.BooleanOptionalAction, **kwargs)
+            else:
+                probe.add_argument(*action.option_strings, type=action.type, **kwargs)
+    ns, _ = probe.parse_known_args(argv)
+    return set(vars(ns))
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    family = cfg.env.env.split(":", 1)[0]
+    return f"{cfg.model.core}-{family}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare(argv: Optional[Sequence[str]] = None):
+    """Parse, validate and set up the run directory. Raises UsageError on bad input."""
+    from agents.model import build_agent
+    from envs import describe_env
+    from learner.checkpoint import CheckpointError, check_architecture, load_latest
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(description=__doc__.split("\n\n")[0])
+    ns = parser.parse_args(argv)
+    cfg = config_from_args(ns)
+    given = explicit_flags(parser, argv)
+
+    payload = None
+    if cfg.run.resume:
+        if not cfg.run.name:
+            raise UsageError("--resume needs --name of the run to continue")
+        run_dir = Path(cfg.run.runs_dir) / cfg.run.name
+        cfg_file = run_dir / "config.json"
+        if not run_dir.is_dir():
+            raise UsageError(f"--resume: run directory {run_dir} does not exist")
+        try:
+            saved = json.loads(cfg_file.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--resume: cannot read {cfg_file} ({type(e).__name__})") from None
+        base = config_from_dict(saved)
+        # explicit flags override the saved config; everything else continues as saved
+        base_dict, new_dict = config_to_dict(base), config_to_dict(cfg)
+        for dest in given:
+            section, name = dest.split(".", 1)
+            base_dict[section][name] = new_dict[section][name]
+        cfg = config_from_dict(base_dict)
+    try:
+        validate_config(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    if not cfg.run.name:
+        cfg.run.name = default_run_name(cfg)
+    run_dir = Path(cfg.run.runs_dir) / cfg.run.name
+    if not cfg.run.resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"run directory {run_dir} already exists; use --resume to continue it "
+                         f"or choose another --name")
+
+    obs_spec, num_actions, task_names = describe_env(cfg.env)
+    seed_everything(cfg.env.seed)
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(task_names))
+
+    if cfg.run.resume:
+        try:
+            payload, path = load_latest(run_dir)
+        except CheckpointError as e:
+            raise UsageError(str(e)) from None
+        if payload is None:
+            raise UsageError(f"--resume: run directory {run_dir} has no checkpoint")
+        try:
+            check_architecture(payload["architecture"], agent.architecture())
+            tasks = payload.get("run", {}).get("task_names")
+            if tasks is not None and list(tasks) != list(task_names):
+                raise CheckpointError(f"checkpoint was trained on tasks {tasks}, this run has {task_names}")
+        except CheckpointError as e:
+            raise UsageError(f"--resume: {e}") from None
+        log.info("resuming %s from %s (step %d)", run_dir, path.name, payload["learner"]["counters"]["steps"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.json")
+    return cfg, run_dir, agent, obs_spec, num_actions, task_names, payload
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, run_dir, agent, obs_spec, num_actions, task_names, payload = prepare(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from learner.trainer import Trainer
+    trainer = Trainer(cfg, run_dir, agent=agent, obs_spec=obs_spec, num_actions=num_actions,
+                      task_names=task_names, resume_payload=payload)
+    summary = trainer.run()
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{summary['status']}: {summary['steps']} steps, {summary['updates']} updates in "
+          f"{summary['elapsed_s']:.0f} s; run directory {run_dir}")
+    if "error" in summary:
+        print(f"error: {summary['error']}", file=sys.stderr)
+        return 1
+    if cfg.run.eval_episodes > 0 and summary["status"] == "finished":
+        from launch.evaluate import main as evaluate_main
+        return evaluate_main([str(run_dir), "--split", "test1", "--episodes", str(cfg.run.eval_episodes),
+                              "--actors", "1"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The learner: re-run the agent over a batch of unrolls and take one V-trace step.
+
+Data flow: ``batch {key: [T+1, B, ...]}`` + ``initial_core_state {name: [B, ...]}``
+-> device (pinned, non-blocking on CUDA) -> ``agent(batch, state)`` (the core is
+re-run from the state the actor had before entry 0, with the done-resets) ->
+``impala_loss`` (V-trace, policy gradient, baseline, entropy) -> RMSProp step with
+linear learning-rate annealing and gradient-norm clipping.
+
+A non-finite loss or gradient skips the update (counted); ``max_nonfinite_in_row``
+of them in a row raise :class:`NonFiniteError` so the run stops with the last good
+checkpoint intact. :meth:`Learner.state_dict` holds everything needed for a
+bit-identical resume: parameters, optimiser, scheduler, counters and RNG states.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from learner.losses import impala_loss
+
+
+@dataclass
+class LearnerConfig:
+    learning_rate: float = field(default=6e-4, metadata={"help": "RMSProp learning rate (annealed linearly to 0)"})
+    anneal_lr: bool = field(default=True, metadata={"help": "anneal the learning rate linearly to 0 over total_steps"})
+    rmsprop_alpha: float = field(default=0.99, metadata={"help": "RMSProp smoothing constant"})
+    rmsprop_eps: float = field(default=0.01, metadata={"help": "RMSProp epsilon"})
+    rmsprop_momentum: float = field(default=0.0, metadata={"help": "RMSProp momentum"})
+    grad_norm_clip: float = field(default=40.0, metadata={"help": "global gradient-norm clip (0 = off)"})
+    entropy_cost: float = field(default=0.01, metadata={"help": "weight of the entropy regulariser"})
+    baseline_cost: float = field(default=0.5, metadata={"help": "weight of the value (baseline) loss"})
+    discount: float = field(default=0.99, metadata={"help": "discount factor gamma"})
+    clip_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar (0 = no clipping)"})
+    clip_pg_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar of the policy-gradient advantage (0 = no clipping)"})
+    max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many non-finite updates in a row"})
+    learner_threads: int = field(default=0, metadata={"help": "torch threads of the learner (0 = leave torch's default)"})
+
+
+def validate_learner_config(cfg: LearnerConfig) -> None:
+    checks = [
+        ("learning_rate", cfg.learning_rate > 0),
+        ("rmsprop_alpha", 0 <= cfg.rmsprop_alpha < 1),
+        ("rmsprop_eps", cfg.rmsprop_eps > 0),
+        ("rmsprop_momentum", cfg.rmsprop_momentum >= 0),
+        ("grad_norm_clip", cfg.grad_norm_clip >= 0),
+        ("entropy_cost", cfg.entropy_cost >= 0),
+        ("baseline_cost", cfg.baseline_cost >= 0),
+        ("discount", 0 <= cfg.discount <= 1),
+        ("clip_rho_threshold", cfg.clip_rho_threshold >= 0),
+        ("clip_pg_rho_threshold", cfg.clip_pg_rho_threshold >= 0),
+        ("max_nonfinite_in_row", cfg.max_nonfinite_in_row >= 1),
+        ("learner_threads", cfg.learner_threads >= 0),
+    ]
+    for name, ok in checks:
+        if not ok:
+            raise ValueError(f"--{name.replace('_', '-')} has an invalid value {getattr(cfg, name)!r}")
+
+
+class NonFiniteError(RuntimeError):
+    """Too many non-finite losses or gradients in a row."""
+
+
+def rng_state() -> dict:
+    """Torch, numpy and python RNG states as tensors and plain data (weights_only-safe)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    out = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]),
+                   "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return out
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _none_if_zero(x: float) -> Optional[float]:
+    return None if x == 0 else x
+
+
+class Learner:
+    def __init__(self, cfg: LearnerConfig, agent: nn.Module, *, total_steps: int,
+                 steps_per_update: int, device: torch.device | str = "cpu", reward_clip: float = 1.0):
+        self.cfg = cfg
+        self.reward_clip = reward_clip     # the model's --reward-clip: one clipping for input and loss
+        self.device = torch.device(device)
+        self.agent = agent.to(self.device).train()
+        self.total_steps = total_steps
+        self.steps_per_update = steps_per_update
+        self.optimizer = torch.optim.RMSprop(
+            self.agent.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
+            eps=cfg.rmsprop_eps, momentum=cfg.rmsprop_momentum)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.steps = 0                 # environment steps trained on (T x B per update)
+        self.updates = 0               # optimiser steps taken
+        self.skipped_updates = 0       # non-finite updates skipped, in total
+        self.nonfinite_in_row = 0
+
+    def _lr_factor(self, epoch: int) -> float:
+        if not self.cfg.anneal_lr:
+            return 1.0
+        done = min(epoch * self.steps_per_update, self.total_steps)
+        return max(1.0 - done / self.total_steps, 0.0)
+
+    def to_device(self, batch: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]):
+        nb = self.device.type == "cuda"
+        return ({k: v.to(self.device, non_blocking=nb) for k, v in batch.items()},
+                {k: v.to(self.device, non_blocking=nb) for k, v in state.items()})
+
+    def step(self, batch: Dict[str, torch.Tensor], initial_state: Dict[str, torch.Tensor],
+             *, loss_hook=None) -> Dict[str, float]:
+        """One update on ``batch`` ``{key: [T+1, B, ...]}`` from ``initial_state``."""
+        cfg = self.cfg
+        batch, initial_state = self.to_device(batch, initial_state)
+        T, B = batch["reward"].shape[0] - 1, batch["reward"].shape[1]
+        inputs = {k: batch[k] for k in ("obs", "reward", "done", "task")}
+        outputs, _ = self.agent(inputs, initial_state)
+        losses = impala_loss(
+            outputs, batch, discount=cfg.discount, baseline_cost=cfg.baseline_cost,
+            entropy_cost=cfg.entropy_cost, reward_clip=self.reward_clip,
+            clip_rho_threshold=_none_if_zero(cfg.clip_rho_threshold),
+            clip_pg_rho_threshold=_none_if_zero(cfg.clip_pg_rho_threshold))
+        total = losses["total_loss"]
+        if loss_hook is not None:          # fault injection in tests
+            total = loss_hook(total)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        params = [p for p in self.agent.parameters() if p.grad is not None]
+        if cfg.grad_norm_clip > 0:
+            grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_norm_clip)
+        else:
+            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        finite = bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm))
+        stats = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.dim() == 0}
+        stats.update(grad_norm=float(grad_norm), learning_rate=self.optimizer.param_groups[0]["lr"])
+        if finite:
+            self.optimizer.step()
+            self.scheduler.step()
+            self.updates += 1
+            self.steps += T * B
+            self.nonfinite_in_row = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_updates += 1
+            self.nonfinite_in_row += 1
+            if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
+                raise NonFiniteError(f"{self.nonfinite_in_row} non-finite updates in a row "
+                                     f"(loss {float(total)}, grad norm {float(grad_norm)})")
+        stats.update(skipped_updates=self.skipped_updates, update_ok=float(finite))
+        return stats
+
+    # -- checkpointing -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.agent.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "counters": {"steps": self.steps, "updates": self.updates,
+                         "skipped_updates": self.skipped_updates,
+                         "nonfinite_in_row": self.nonfinite_in_row},
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, sd: dict, *, restore_rng: bool = True) -> None:
+        self.agent.load_state_dict(sd["model"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.scheduler.load_state_dict(sd["scheduler"])
+        c = sd["counters"]
+        self.steps, self.updates = int(c["steps"]), int(c["updates"])
+        self.skipped_updates = int(c["skipped_updates"])
+        self.nonfinite_in_row = int(c["nonfinite_in_row"])
+        if restore_rng:
+            set_rng_state(sd["rng"])

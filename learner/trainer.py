@@ -1,0 +1,275 @@
+"""The training run: run directory, actors, learner loop, logging, checkpoints, signals.
+
+One learner loop serves every actor backend (a rollout source, see
+:mod:`actors.source`)::
+
+    source.get_batch(B) -> Learner.step -> source.publish(params) -> log / checkpoint
+
+Shutdown: the first SIGINT or SIGTERM finishes the current update, writes a final
+checkpoint, stops and joins every actor and exits; a second SIGINT exits at once
+(actors die with their parent through PR_SET_PDEATHSIG). Shared memory is
+file-descriptor backed, so nothing is left in /dev/shm even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from learner.checkpoint import CheckpointError, check_architecture, load_latest, save_checkpoint
+from learner.learner import Learner, NonFiniteError
+from learner.logger import RunLogger
+
+log = logging.getLogger(__name__)
+
+
+class TaskStats:
+    """Per-task episode statistics over a recent window (and totals)."""
+
+    def __init__(self, task_names, window: int = 100):
+        self.task_names = list(task_names)
+        self.recent = {t: deque(maxlen=window) for t in self.task_names}
+        self.total_episodes = defaultdict(int)
+
+    def add(self, ep) -> None:
+        name = self.task_names[ep.task_id] if 0 <= ep.task_id < len(self.task_names) else ep.task
+        self.recent[name].append((ep.episode_return, ep.length))
+        self.total_episodes[name] += 1
+
+    def scalars(self) -> Dict[str, float]:
+        out = {}
+        all_returns = []
+        for t in self.task_names:
+            r = self.recent[t]
+            if r:
+                out[f"return/{t}"] = float(np.mean([x[0] for x in r]))
+                out[f"length/{t}"] = float(np.mean([x[1] for x in r]))
+                all_returns.append(out[f"return/{t}"])
+            out[f"episodes/{t}"] = float(self.total_episodes[t])
+        if all_returns:
+            out["return/mean"] = float(np.mean(all_returns))
+        return out
+
+    def columns(self):
+        cols = ["return/mean"]
+        for t in self.task_names:
+            cols += [f"return/{t}", f"length/{t}", f"episodes/{t}"]
+        return cols
+
+    def state(self) -> dict:
+        return {"recent": {t: [list(x) for x in self.recent[t]] for t in self.task_names},
+                "total": dict(self.total_episodes)}
+
+    def load(self, st: dict) -> None:
+        for t, items in st.get("recent", {}).items():
+            if t in self.recent:
+                self.recent[t].extend(tuple(x) for x in items)
+        for t, n in st.get("total", {}).items():
+            self.total_episodes[t] = int(n)
+
+
+LEARNER_COLUMNS = ["sps", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "entropy",
+                   "grad_norm", "learning_rate", "skipped_updates", "updates", "policy_lag",
+                   "actor_restarts", "queue/full_rows", "queue/held_groups", "queue/free_groups",
+                   "time/env", "time/inference", "time/learn", "time/copy", "time/wait_batch"]
+
+
+class _Signals:
+    """First SIGINT/SIGTERM asks for a clean stop; a second SIGINT exits at once."""
+
+    def __init__(self, on_hard_exit):
+        self.stop_requested = False
+        self.reason = ""
+        self.on_hard_exit = on_hard_exit
+        self._old = {}
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:   # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop_requested and signum == signal.SIGINT:
+            self.on_hard_exit()
+            os._exit(130)
+        self.stop_requested = True
+        self.reason = signal.Signals(signum).name
+        log.warning("%s received: finishing the update, writing a checkpoint and stopping "
+                    "(press Ctrl-C again to exit at once)", self.reason)
+
+    def restore(self):
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Owns a run directory and drives one training run to completion."""
+
+    def __init__(self, cfg, run_dir: Path, *, agent, obs_spec, num_actions: int, task_names,
+                 resume_payload: Optional[dict] = None, loss_hook=None):
+        from launch.config import config_to_dict
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.obs_spec = obs_spec
+        self.num_actions = num_actions
+        self.task_names = list(task_names)
+        self.device = resolve_device(cfg.run.device)
+        if cfg.learner.learner_threads > 0:
+            torch.set_num_threads(cfg.learner.learner_threads)
+        T, B = cfg.actor.unroll_length, cfg.actor.batch_size
+        self.learner = Learner(cfg.learner, agent, total_steps=cfg.run.total_steps,
+                               steps_per_update=T * B, device=self.device,
+                               reward_clip=cfg.model.reward_clip)
+        self.architecture = agent.architecture()
+        self.config_dict = config_to_dict(cfg)
+        self.stats = TaskStats(self.task_names)
+        self.restarts_before = 0
+        self.loss_hook = loss_hook
+        if resume_payload is not None:
+            self.learner.load_state_dict(resume_payload["learner"])
+            run = resume_payload.get("run", {})
+            self.stats.load(run.get("task_stats", {}))
+            self.restarts_before = int(run.get("actor_restarts", 0))
+        self.source = None
+
+    # -- pieces ------------------------------------------------------------------------
+    def make_source(self):
+        cfg = self.cfg
+        pin = self.device.type == "cuda"
+        server = None
+        if cfg.actor.inference == "learner":
+            from actors.inference import InferenceServer
+            server = InferenceServer(cfg, self.learner.agent, device=self.device)
+        if cfg.run.backend == "ray":
+            from actors.ray_backend import RayRolloutSource
+            return RayRolloutSource(cfg, self.learner.agent, obs_shape=self.obs_spec.shape,
+                                    obs_dtype=self.obs_spec.dtype, num_actions=self.num_actions,
+                                    num_tasks=len(self.task_names), pin_memory=pin)
+        from actors.source import LocalRolloutSource
+        return LocalRolloutSource(cfg, self.learner.agent, obs_shape=self.obs_spec.shape,
+                                  obs_dtype=self.obs_spec.dtype, num_actions=self.num_actions,
+                                  num_tasks=len(self.task_names), pin_memory=pin,
+                                  inference_server=server)
+
+    def checkpoint(self) -> Path:
+        payload = {
+            "config": self.config_dict,
+            "architecture": self.architecture,
+            "learner": self.learner.state_dict(),
+            "run": {"task_stats": self.stats.state(),
+                    "actor_restarts": self.restarts_before + (self.source.restarts if self.source else 0),
+                    "task_names": self.task_names},
+        }
+        return save_checkpoint(self.run_dir, payload, self.learner.updates, keep=self.cfg.run.keep_checkpoints)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        T, B = cfg.actor.unroll_length, cfg.actor.batch_size
+        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + self.stats.columns(),
+                           total_steps=cfg.run.total_steps, start_step=self.learner.steps,
+                           progress=cfg.run.progress)
+        self.source = self.make_source()
+        signals = _Signals(on_hard_exit=self._hard_exit).install()
+        status = "finished"
+        error: Optional[BaseException] = None
+        t_start = time.time()
+        last_log = last_ckpt = time.time()
+        steps_at_log = self.learner.steps
+        acc = defaultdict(float)
+        lags = []
+        last_stats: Dict[str, float] = {}
+        try:
+            self.source.start()
+            self.source.publish(self.learner.agent)
+            while self.learner.steps < cfg.run.total_steps:
+                if signals.stop_requested:
+                    status = f"stopped by {signals.reason}"
+                    break
+                t0 = time.perf_counter()
+                got = self.source.get_batch(B, timeout=0.05)
+                acc["time/wait_batch"] += time.perf_counter() - t0
+                for ep in self.source.drain_episodes():
+                    self.stats.add(ep)
+                if got is not None:
+                    batch, state, info = got
+                    t1 = time.perf_counter()
+                    last_stats = self.learner.step(batch, state, loss_hook=self.loss_hook)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    t2 = time.perf_counter()
+                    version = self.source.publish(self.learner.agent)
+                    t3 = time.perf_counter()
+                    acc["time/learn"] += t2 - t1
+                    acc["time/copy"] += t3 - t2
+                    lags.append(float((version - 1 - info["policy_versions"]).float().mean()))
+                now = time.time()
+                if now - last_log >= cfg.run.log_interval_s or self.learner.steps >= cfg.run.total_steps:
+                    sps = (self.learner.steps - steps_at_log) / max(now - last_log, 1e-9)
+                    timing = self.source.drain_timing()
+                    scalars = dict(last_stats)
+                    scalars.update(self.stats.scalars())
+                    scalars.update(self.source.queue_sizes())
+                    scalars.update({"sps": sps, "updates": self.learner.updates,
+                                    "actor_restarts": self.restarts_before + self.source.restarts,
+                                    "policy_lag": float(np.mean(lags)) if lags else None,
+                                    "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
+                    scalars.update(acc)
+                    logger.log(self.learner.steps, scalars)
+                    ret = scalars.get("return/mean")
+                    logger.progress(self.learner.steps, {"sps": f"{sps:.0f}",
+                                                         "return": "-" if ret is None else f"{ret:.2f}"})
+                    last_log, steps_at_log = now, self.learner.steps
+                    acc.clear()
+                    lags.clear()
+                if now - last_ckpt >= cfg.run.checkpoint_interval_s:
+                    self.checkpoint()
+                    last_ckpt = now
+        except NonFiniteError as e:
+            status, error = f"stopped: {e}", e
+        except BaseException as e:
+            status, error = f"failed: {type(e).__name__}: {e}", e
+        finally:
+            try:
+                if not isinstance(error, NonFiniteError) and self.learner.updates > 0:
+                    path = self.checkpoint()
+                    log.info("wrote checkpoint %s", path)
+            finally:
+                self.source.stop()
+                logger.close()
+                signals.restore()
+        elapsed = time.time() - t_start
+        summary = {"status": status, "steps": self.learner.steps, "updates": self.learner.updates,
+                   "elapsed_s": elapsed, "skipped_updates": self.learner.skipped_updates,
+                   "actor_restarts": self.restarts_before + self.source.restarts}
+        summary.update(self.stats.scalars())
+        if error is not None and not isinstance(error, NonFiniteError):
+            raise error
+        if isinstance(error, NonFiniteError):
+            summary["error"] = str(error)
+        return summary
+
+    def _hard_exit(self):
+        if self.source is not None:
+            try:
+                for pid in self.source.pids():
+                    os.kill(pid, signal.SIGKILL)
+            except Exception:
+                pass
