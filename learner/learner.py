@@ -135,7 +135,7 @@ class Learner:
         outputs, _ = self.agent(inputs, initial_state)
         losses = impala_loss(
             outputs, batch, discount=cfg.discount, baseline_cost=cfg.baseline_cost,
-            entropy_cost=cfg.entropy_cost, reward_clip=self.reward_clip,
+            entropy_cost=cfg.entropy_cost, reward_clip=_none_if_zero(self.reward_clip),
             clip_rho_threshold=_none_if_zero(cfg.clip_rho_threshold),
             clip_pg_rho_threshold=_none_if_zero(cfg.clip_pg_rho_threshold))
         total = losses["total_loss"]

@@ -1,0 +1,135 @@
+"""``python -m launch.train``: end to end on the CPU, resume, and bad input.
+
+Bad input must give a one-line error naming the value, exit code 2, within seconds,
+before any process starts, and leave an existing run directory untouched.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = ["--hidden-size", "16", "--num-heads", "2", "--head-size", "8", "--d-ff", "32",
+         "--lstm-hidden-size", "16", "--feature-size", "16"]
+
+
+def run_train(args, tmp_path, timeout=300, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run([sys.executable, "-m", "launch.train", "--runs-dir", str(tmp_path), *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr[-4000:]}")
+    return p
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.timeout(600)
+def test_end_to_end_then_resume(tmp_path):
+    base = ["--env", "memory", "--core", "srwm", *SMALL, "--num-actors", "2", "--envs-per-actor", "4",
+            "--batch-size", "8", "--unroll-length", "20", "--log-interval-s", "0.5",
+            "--learner-threads", "1", "--name", "e2e", "--no-progress"]
+    run_train(base + ["--total-steps", "3200"], tmp_path)
+    run_dir = tmp_path / "e2e"
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    assert ckpts, "no checkpoint written"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] >= 3200
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["model"]["core"] == "srwm" and cfg["actor"]["num_actors"] == 2
+
+    rows = read_csv(run_dir / "logs.csv")
+    losses = [float(r["total_loss"]) for r in rows if r.get("total_loss")]
+    assert losses and all(abs(x) < 1e6 for x in losses)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(run_dir / "tb"))
+    ea.Reload()
+    tags = ea.Tags()["scalars"]
+    for tag in ("total_loss", "sps", "learning_rate", "grad_norm", "return/memory"):
+        assert tag in tags, (tag, tags)
+    assert all(abs(e.value) < 1e6 for e in ea.Scalars("total_loss"))
+
+    import torch
+    payload = torch.load(ckpts[-1], weights_only=True)
+    first_steps = payload["learner"]["counters"]["steps"]
+    assert first_steps == summary["steps"]
+
+    # resume: only the name and the new budget are given; the rest comes from config.json
+    p = run_train(["--name", "e2e", "--resume", "--total-steps", "4800", "--no-progress"], tmp_path)
+    summary2 = json.loads((run_dir / "summary.json").read_text())
+    assert summary2["steps"] >= 4800
+    rows2 = read_csv(run_dir / "logs.csv")
+    steps_after = [int(float(r["step"])) for r in rows2[len(rows):]]
+    assert steps_after and min(steps_after) > first_steps, "resume did not continue from the saved step"
+    cfg2 = json.loads((run_dir / "config.json").read_text())
+    assert cfg2["model"]["core"] == "srwm" and cfg2["run"]["total_steps"] == 4800
+
+
+BAD = [
+    (["--core", "nope"], "nope"),
+    (["--env", "procgen:notagame"], "notagame"),
+    (["--env", "nofamily:x"], "nofamily"),
+    (["--unroll-length", "0"], "unroll-length"),
+    (["--batch-size", "64", "--num-actors", "2", "--envs-per-actor", "1", "--num-buffers", "2"], "batch-size"),
+    (["--hidden-size", "128", "--num-heads", "8", "--head-size", "8"], "head"),
+    (["--num-actors", "0"], "num-actors"),
+    (["--learning-rate", "-1"], "learning-rate"),
+    (["--discount", "1.5"], "discount"),
+    (["--total-steps", "0"], "total-steps"),
+    (["--device", "tpu"], "tpu"),
+    (["--backend", "mpi"], "mpi"),
+    (["--inference", "gpu"], "gpu"),
+    (["--env", "procgen:bigfish", "--start-level", "-1"], "start"),
+    (["--env", "procgen:bigfish", "--distribution-mode", "memory"], "memory"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[a[1] for a in BAD])
+def test_bad_config_exits_2_with_one_line(tmp_path, args, needle):
+    t0 = time.time()
+    p = run_train(["--name", "bad", *args], tmp_path, timeout=60, check=False)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    err = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    assert len(err) == 1 and needle.lower() in err[0].lower(), err
+    assert not (tmp_path / "bad").exists(), "a run directory was created for a bad config"
+    assert time.time() - t0 < 30
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run_dir = tmp_path / "keep"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("precious")
+    p = run_train(["--name", "keep", "--env", "memory"], tmp_path, check=False)
+    assert p.returncode == 2 and "exists" in p.stderr
+    assert (run_dir / "config.json").read_text() == "precious"
+
+
+def test_resume_errors(tmp_path):
+    p = run_train(["--name", "missing", "--resume"], tmp_path, check=False)
+    assert p.returncode == 2 and "missing" in p.stderr
+    d = tmp_path / "garbled"
+    d.mkdir()
+    (d / "config.json").write_text("{not json")
+    p = run_train(["--name", "garbled", "--resume"], tmp_path, check=False)
+    assert p.returncode == 2 and "config.json" in p.stderr
+    assert (d / "config.json").read_text() == "{not json"
+
+
+def test_help_lists_every_component():
+    p = subprocess.run([sys.executable, "-m", "launch.train", "--help"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0
+    for flag in ("--core", "--env", "--num-actors", "--batch-size", "--unroll-length", "--learning-rate",
+                 "--entropy-cost", "--num-heads", "--detach-each-step", "--resume", "--backend"):
+        assert flag in p.stdout, flag
