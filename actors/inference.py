@@ -1,0 +1,660 @@
+"""Batched inference on the learner's device (``--inference learner``).
+
+IMPALA (Espeholt et al., ICML 2018) runs the policy in every actor. With the
+fast-weight agents of Irie et al. (NeurIPS 2021, ICML 2022) on a GPU learner that
+leaves the device idle while the CPUs run the IMPALA encoder (DESIGN.md section 8),
+so this module moves acting onto the learner's device, as SEED RL does (Espeholt et
+al., ICLR 2020): actors only step their envs and ask an :class:`InferenceServer`
+for actions.
+
+Data flow for one acting step of actor ``a`` (``E`` envs)::
+
+    actor:  obs, reward, done, task -> shared-memory request slot [a]  --b"a"-->  socket
+    server: gather the slots of every actor that asked within the timeout (<= max batch rows)
+            -> ONE forward over the concatenated env rows, with their resident core
+               state (indexed by env row, the state never leaves the device)
+            -> action, policy logits, baseline -> shared-memory response slot [a]
+    actor:  <--b""-- socket -> returns (action [E], logits [E, A], baseline [E])
+
+* The core state of every env row stays resident on the device (``state[name]``
+  ``[num_actors * E, ...]``); the agent resets rows whose ``done`` is set before the
+  step (DESIGN.md section 2). Nothing is copied between processes per step except
+  the observations in and the three outputs out, through shared memory: the socket
+  only carries one-byte wake-ups.
+* ``state_snapshot()`` (once per unroll) copies the actor's rows of the resident
+  state into its shared snapshot slot: the ``initial_core_state`` of the next unroll.
+* The server runs as a thread of the trainer process with its OWN copy of the agent
+  (eval mode, no gradients); :meth:`InferenceServer.update_params` copies the
+  learner's parameters in under a lock, so a forward never sees a half-updated set
+  and never races the learner's autograd. On CUDA the server works on its own
+  stream, ordered against the learner's stream at every parameter copy.
+* Every actor connects over a Unix socket in a private (0700) directory. A new
+  connection for an actor index replaces the old one (a restarted actor) and resets
+  that actor's rows; :meth:`InferenceServer.reset_actor` does the same for the pool.
+  A dead actor's socket reads EOF, so a stale request is never answered into the
+  slot of its successor, which only reads a response on its own connection.
+
+Batching: requests wait until every connected actor is waiting or until
+``timeout_ms`` has passed since the oldest one arrived; then all waiting rows run,
+in forwards of at most ``max_batch`` env rows. Before that, whenever ``max_batch``
+rows or more are waiting, the oldest requests run at once in *full* forwards of
+``max_batch`` rows and the remainder keeps waiting for more company (a request may
+straddle two forwards; it is answered when its last rows are done). Within a
+forward the rows are sorted by actor, so consecutive actors' rows are contiguous
+and need no gather.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import selectors
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Client, Connection
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from actors.buffers import rollout_specs
+
+log = logging.getLogger(__name__)
+
+_ACT = b"a"
+_SNAPSHOT = b"s"
+_OK = b""
+_ERROR = b"!"
+
+_INPUT_KEYS = ("obs", "reward", "done", "task")
+_OUTPUT_KEYS = ("action", "policy_logits", "baseline")
+
+
+# --------------------------------------------------------------------------------------
+# shared-memory slots
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class InferenceSlots:
+    """The shared-memory request/response slots of every actor (picklable to spawned actors).
+
+    ``io[key]``: ``[num_actors, E, ...]`` for the four inputs and three outputs (dtypes of
+    :func:`actors.buffers.rollout_specs`); ``snapshot[name]``: ``[num_actors, E, ...]``
+    core-state copies; ``version``: int64 [1], the parameter version the server acts with.
+    """
+
+    io: Dict[str, torch.Tensor]
+    snapshot: Dict[str, torch.Tensor]
+    version: torch.Tensor
+
+    @classmethod
+    def allocate(cls, num_actors: int, envs_per_actor: int, obs_shape, obs_dtype: str,
+                 num_actions: int, state_spec) -> "InferenceSlots":
+        io = {}
+        for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions).items():
+            io[key] = torch.zeros(num_actors, envs_per_actor, *shape, dtype=dtype).share_memory_()
+        snapshot = state_spec.allocate(envs_per_actor, share_memory=True, leading=(num_actors,))
+        version = torch.zeros(1, dtype=torch.int64).share_memory_()
+        return cls(io, snapshot, version)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """[A, E, ...] -> [A * E, ...] (a view)."""
+    return t.view(t.shape[0] * t.shape[1], *t.shape[2:])
+
+
+# --------------------------------------------------------------------------------------
+# the server
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class _Peer:
+    conn: Connection
+    actor: int = -1          # -1 until the hello message arrives
+    pid: int = 0
+
+
+@dataclass
+class _Request:
+    peer: _Peer
+    arrival: float           # perf_counter() when the request came in
+    done: int = 0            # rows of the actor already run (a request may straddle forwards)
+
+
+@dataclass
+class ServerStats:
+    """What the server did since the last :meth:`InferenceServer.take_stats`."""
+
+    requests: int = 0            # act requests answered
+    forwards: int = 0            # forward passes run
+    rows: int = 0                # env rows run through the agent
+    snapshots: int = 0           # state snapshots served
+    errors: int = 0              # requests answered with an error
+    batch_rows: Counter = field(default_factory=Counter)   # rows per forward -> count
+    time_forward: float = 0.0    # s in the forward (inputs to the device, agent, outputs back)
+    time_wait_batch: float = 0.0  # s from a batch's first request to its forward
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("requests", "forwards", "rows", "snapshots", "errors",
+                                            "time_forward", "time_wait_batch")}
+        d["mean_batch_rows"] = self.rows / self.forwards if self.forwards else 0.0
+        d["batch_rows"] = dict(sorted(self.batch_rows.items()))
+        return d
+
+
+class InferenceServer:
+    """Dynamic-batching policy server on the learner's device (a thread of the trainer).
+
+    ``InferenceServer(cfg, agent, device)``: ``cfg`` is the run's ``TrainConfig``
+    (``cfg.actor``: ``num_actors``, ``envs_per_actor``, ``inference_max_batch``,
+    ``inference_timeout_ms``, ``heartbeat_timeout_s``); ``agent`` is copied.
+    """
+
+    def __init__(self, cfg, agent: torch.nn.Module, device=None):
+        a = cfg.actor
+        self.num_actors = int(a.num_actors)
+        self.envs_per_actor = int(a.envs_per_actor)
+        self.num_rows = self.num_actors * self.envs_per_actor
+        if a.inference_max_batch < 0:
+            raise ValueError(f"--inference-max-batch must be >= 0, got {a.inference_max_batch}")
+        if a.inference_timeout_ms < 0:
+            raise ValueError(f"--inference-timeout-ms must be >= 0, got {a.inference_timeout_ms}")
+        self.max_batch = int(a.inference_max_batch) or self.num_rows
+        self.timeout_s = float(a.inference_timeout_ms) / 1000.0
+        self.reply_timeout_s = float(a.heartbeat_timeout_s)
+        if device is None:
+            device = next(agent.parameters()).device
+        self.device = torch.device(device)
+        self.agent = copy.deepcopy(agent).to(self.device).eval()
+        for p in self.agent.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+        self._targets = self._param_tensors(self.agent)
+        self.state_spec = agent.state_spec()
+        E = self.envs_per_actor
+        self.state = self.agent.initial_state(self.num_rows, self.device)   # {name: [A * E, ...]}
+        self._fresh = self.agent.initial_state(E, self.device)              # {name: [E, ...]}
+        self.slots = InferenceSlots.allocate(self.num_actors, E, agent.obs_shape, agent.obs_dtype,
+                                             agent.num_actions, self.state_spec)
+        self._io = {k: _flat(v) for k, v in self.slots.io.items()}          # {key: [A * E, ...]}
+        self.cuda = self.device.type == "cuda"
+        self._stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self._staging: Dict[str, torch.Tensor] = {}
+        if self.cuda:   # pinned host buffers for non-blocking copies
+            for k in _INPUT_KEYS + _OUTPUT_KEYS:
+                self._staging[k] = torch.empty_like(self._io[k]).pin_memory()
+        self._lock = threading.Lock()     # guards self.agent's parameters and self.state
+        self.version = 0
+        self.stats = ServerStats()
+        self.last_error = ""
+        self._dir = tempfile.mkdtemp(prefix="impala-inference-")          # mode 0700
+        self.address = os.path.join(self._dir, "socket")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = False
+        self._listener: Optional[socket.socket] = None
+        self._wake_r, self._wake_w = -1, -1
+        self._peers: Dict[int, _Peer] = {}          # fileno -> peer
+        self._by_actor: Dict[int, _Peer] = {}       # actor index -> its current peer
+
+    # -- public interface --------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.address)
+        self._listener.listen(max(64, 2 * self.num_actors))
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._stopping = False
+        # a new thread does not inherit the OpenMP thread count: pass the trainer's on
+        self._thread = threading.Thread(target=self._serve, args=(torch.get_num_threads(),),
+                                        name="inference-server", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            self._finalizer()
+            return
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        self._thread.join(timeout)
+        self._thread = None
+        for peer in list(self._peers.values()):
+            self._close(peer)
+        self._peers.clear()
+        self._by_actor.clear()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._finalizer()
+
+    def client(self) -> "InferenceClient":
+        """A picklable client for one actor process (it connects in :meth:`InferenceClient.connect`)."""
+        return InferenceClient(self.address, self.slots, self.envs_per_actor, self.reply_timeout_s)
+
+    @staticmethod
+    def _param_tensors(model: torch.nn.Module) -> List[torch.Tensor]:
+        return [t for t in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
+
+    @torch.no_grad()
+    def update_params(self, agent: torch.nn.Module, version: int) -> None:
+        """Copy ``agent``'s parameters (the learner's) into the server's agent."""
+        src = self._param_tensors(agent)
+        if len(src) != len(self._targets) or any(s.shape != t.shape for s, t in zip(src, self._targets)):
+            raise ValueError("update_params: the agent does not match the server's agent architecture")
+        with self._lock:
+            if self.cuda:
+                learner_stream = torch.cuda.current_stream(self.device)
+                self._stream.wait_stream(learner_stream)        # after the optimiser step
+                with torch.cuda.stream(self._stream):
+                    torch._foreach_copy_(self._targets, src)
+                learner_stream.wait_stream(self._stream)        # before the next optimiser step
+            else:
+                torch._foreach_copy_(self._targets, src)
+            self.version = int(version)
+            self.slots.version[0] = self.version
+
+    @torch.no_grad()
+    def reset_actor(self, actor_index: int) -> None:
+        """Reset the resident core state of ``actor_index``'s envs (a restarted actor)."""
+        if not 0 <= actor_index < self.num_actors:
+            raise ValueError(f"actor_index must be in [0, {self.num_actors}), got {actor_index}")
+        self._reset_rows(actor_index)
+
+    def take_stats(self) -> dict:
+        """Counters and timings since the last call (see :class:`ServerStats`)."""
+        out, self.stats = self.stats, ServerStats()
+        return out.as_dict()
+
+    # -- state helpers ------------------------------------------------------------------
+    def _rows(self, actor: int) -> slice:
+        E = self.envs_per_actor
+        return slice(actor * E, (actor + 1) * E)
+
+    def _reset_rows(self, actor: int) -> None:
+        rows = self._rows(actor)
+        with self._lock, torch.no_grad():
+            if self.cuda:
+                with torch.cuda.stream(self._stream):
+                    for k, v in self.state.items():
+                        v[rows].copy_(self._fresh[k])
+                self._stream.synchronize()
+            else:
+                for k, v in self.state.items():
+                    v[rows].copy_(self._fresh[k])
+
+    # -- the server thread ----------------------------------------------------------------
+    def _serve(self, num_threads: int) -> None:
+        torch.set_num_threads(num_threads)
+        torch.set_grad_enabled(False)
+        sel = selectors.DefaultSelector()
+        sel.register(self._listener, selectors.EVENT_READ, "listen")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._sel = sel
+        pending: Dict[int, _Request] = {}         # actor -> its waiting act request
+        try:
+            while not self._stopping:
+                timeout = None
+                if pending:
+                    oldest = min(r.arrival for r in pending.values())
+                    timeout = max(0.0, oldest + self.timeout_s - time.perf_counter())
+                for key, _ in sel.select(timeout):
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "wake":
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except OSError:
+                            pass
+                    else:
+                        peer = key.data
+                        req = self._receive(peer)
+                        if req == _ACT:
+                            pending[peer.actor] = _Request(peer, time.perf_counter())
+                        elif req == _SNAPSHOT:
+                            self._snapshot(peer)
+                for a in [a for a, r in pending.items() if self._by_actor.get(a) is not r.peer]:
+                    del pending[a]                # the actor died or was replaced
+                self._dispatch(pending)
+        except Exception as e:   # pragma: no cover - a bug; actors then time out and are restarted
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.exception("inference server thread failed")
+        finally:
+            sel.close()
+
+    def _dispatch(self, pending: Dict[int, "_Request"]) -> None:
+        """Run the batches that are ready; what is left keeps waiting (``pending`` is updated)."""
+        E = self.envs_per_actor
+        while pending:
+            now = time.perf_counter()
+            oldest = min(r.arrival for r in pending.values())
+            rows = sum(E - r.done for r in pending.values())
+            if len(pending) >= len(self._by_actor) or now >= oldest + self.timeout_s:
+                chosen, limit = list(pending), None           # nobody else can come, or time is up
+            elif rows >= self.max_batch:
+                # only full forwards; the oldest requests first, the rest keeps waiting
+                full = (rows // self.max_batch) * self.max_batch
+                chosen, n = [], 0
+                for a in sorted(pending, key=lambda a: pending[a].arrival):
+                    chosen.append(a)
+                    n += E - pending[a].done
+                    if n >= full:
+                        break
+                limit = rows // self.max_batch
+            else:
+                return
+            self.stats.time_wait_batch += now - oldest
+            self._run_batch(pending, sorted(chosen), limit)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._listener.accept()
+        except OSError:
+            return
+        sock.setblocking(True)
+        peer = _Peer(Connection(sock.detach()))
+        self._peers[peer.conn.fileno()] = peer
+        self._sel.register(peer.conn.fileno(), selectors.EVENT_READ, peer)
+
+    def _close(self, peer: _Peer) -> None:
+        fd = None
+        try:
+            fd = peer.conn.fileno()
+        except OSError:
+            pass
+        if fd is not None and self._peers.get(fd) is peer:
+            del self._peers[fd]
+            try:
+                self._sel.unregister(fd)
+            except Exception:     # already unregistered, or the selector is closed
+                pass
+        if peer.actor >= 0 and self._by_actor.get(peer.actor) is peer:
+            del self._by_actor[peer.actor]
+        try:
+            peer.conn.close()
+        except OSError:
+            pass
+
+    def _reply(self, peer: _Peer, msg: bytes) -> None:
+        try:
+            peer.conn.send_bytes(msg)
+        except (OSError, ValueError):
+            self._close(peer)
+
+    def _receive(self, peer: _Peer) -> Optional[bytes]:
+        """Read one message; handles the hello handshake. Returns an act/snapshot request or None."""
+        try:
+            if peer.actor < 0:
+                hello = peer.conn.recv()
+                self._hello(peer, hello)
+                return None
+            msg = peer.conn.recv_bytes()
+        except (EOFError, OSError, ValueError):
+            self._close(peer)
+            return None
+        except Exception as e:       # an unreadable hello
+            log.warning("inference server: dropping a connection (%s: %s)", type(e).__name__, e)
+            self._close(peer)
+            return None
+        if msg not in (_ACT, _SNAPSHOT):
+            self._reply(peer, _ERROR + f"unknown request {msg[:16]!r}".encode())
+            return None
+        return msg
+
+    def _hello(self, peer: _Peer, hello) -> None:
+        ok = isinstance(hello, tuple) and len(hello) == 4 and hello[0] == "hello"
+        if not ok:
+            self._reply(peer, _ERROR + b"expected a hello message")
+            self._close(peer)
+            return
+        _, actor, num_envs, pid = hello
+        if not (isinstance(actor, int) and 0 <= actor < self.num_actors):
+            err = f"actor_index must be in [0, {self.num_actors}), got {actor!r}"
+        elif num_envs != self.envs_per_actor:
+            err = f"num_envs {num_envs!r} does not match the server's envs_per_actor {self.envs_per_actor}"
+        else:
+            err = ""
+        if err:
+            self._reply(peer, _ERROR + err.encode())
+            self._close(peer)
+            return
+        old = self._by_actor.get(actor)
+        if old is not None:            # a restarted actor: the old incarnation is gone
+            self._close(old)
+        peer.actor, peer.pid = actor, int(pid)
+        self._by_actor[actor] = peer
+        self._reset_rows(actor)
+        self._reply(peer, _OK)
+
+    @torch.no_grad()
+    def _snapshot(self, peer: _Peer) -> None:
+        rows = self._rows(peer.actor)
+        with self._lock:
+            if self.cuda:
+                with torch.cuda.stream(self._stream):
+                    for k, v in self.state.items():
+                        self.slots.snapshot[k][peer.actor].copy_(v[rows], non_blocking=True)
+                self._stream.synchronize()
+            else:
+                for k, v in self.state.items():
+                    self.slots.snapshot[k][peer.actor].copy_(v[rows])
+        self.stats.snapshots += 1
+        self._reply(peer, _OK)
+
+    def _plan(self, pending: Dict[int, "_Request"], actors: List[int]) -> List[List[Tuple[int, int, int]]]:
+        """Pack the actors' remaining rows into forwards of <= max_batch rows: [[(actor, lo, hi), ...], ...]."""
+        E, cap = self.envs_per_actor, self.max_batch
+        chunks, cur, n = [], [], 0
+        for a in actors:
+            lo = pending[a].done
+            while lo < E:
+                take = min(E - lo, cap - n)
+                cur.append((a, lo, lo + take))
+                n += take
+                lo += take
+                if n == cap:
+                    chunks.append(cur)
+                    cur, n = [], 0
+        if cur:
+            chunks.append(cur)
+        return chunks
+
+    def _run_batch(self, pending: Dict[int, "_Request"], actors: List[int], limit: Optional[int]) -> None:
+        """Run the first ``limit`` (None: all) forwards over ``actors``' rows; answer completed requests."""
+        E = self.envs_per_actor
+        for chunk in self._plan(pending, actors)[:limit]:
+            try:
+                self._forward(chunk)
+                reply = _OK
+            except Exception as e:
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("inference server: forward failed")
+                reply = _ERROR + self.last_error.encode()
+            for a, _, hi in chunk:
+                req = pending.get(a)
+                if req is None:
+                    continue
+                req.done = hi
+                if hi == E or reply != _OK:       # the actor's last rows are done (or failed)
+                    del pending[a]
+                    self.stats.requests += 1
+                    self.stats.errors += reply != _OK
+                    self._reply(req.peer, reply)
+
+    def _forward(self, chunk: List[Tuple[int, int, int]]) -> None:
+        """One forward over the env rows of ``chunk``, resident state in and out."""
+        t0 = time.perf_counter()
+        E = self.envs_per_actor
+        spans = [(a * E + lo, a * E + hi) for a, lo, hi in chunk]
+        B = sum(e - s for s, e in spans)
+        contiguous = all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
+        if contiguous:
+            sl = slice(spans[0][0], spans[-1][1])
+            take = lambda t: t[sl]                                        # noqa: E731
+            idx_cpu = idx_dev = None
+        else:
+            idx_cpu = torch.cat([torch.arange(s, e) for s, e in spans])   # [B]
+            idx_dev = idx_cpu.to(self.device)
+            take = lambda t: t.index_select(0, idx_cpu)                   # noqa: E731
+        with self._lock:
+            if self.cuda:
+                with torch.cuda.stream(self._stream):
+                    inputs = {}
+                    for k in _INPUT_KEYS:
+                        buf = self._staging[k][:B]
+                        if contiguous:
+                            buf.copy_(self._io[k][sl])
+                        else:
+                            torch.index_select(self._io[k], 0, idx_cpu, out=buf)
+                        inputs[k] = buf.to(self.device, non_blocking=True).unsqueeze(0)   # [1, B, ...]
+                    out = self._step(inputs, sl if contiguous else idx_dev)
+                    host = {}
+                    for k in _OUTPUT_KEYS:
+                        host[k] = self._staging[k][:B]
+                        host[k].copy_(out[k][0], non_blocking=True)
+                self._stream.synchronize()
+            else:
+                inputs = {k: take(self._io[k]).unsqueeze(0) for k in _INPUT_KEYS}   # [1, B, ...]
+                out = self._step(inputs, sl if contiguous else idx_dev)
+                host = {k: out[k][0] for k in _OUTPUT_KEYS}
+        for k in _OUTPUT_KEYS:                                            # scatter the outputs
+            if contiguous:
+                self._io[k][sl].copy_(host[k])
+            else:
+                self._io[k].index_copy_(0, idx_cpu, host[k])
+        self.stats.forwards += 1
+        self.stats.rows += B
+        self.stats.batch_rows[B] += 1
+        self.stats.time_forward += time.perf_counter() - t0
+
+    def _step(self, inputs: Dict[str, torch.Tensor], rows) -> Dict[str, torch.Tensor]:
+        """agent(inputs [1, B, ...], state rows) and write the new state rows back."""
+        if isinstance(rows, slice):
+            state = {k: v[rows] for k, v in self.state.items()}                    # [B, ...] views
+        else:
+            state = {k: v.index_select(0, rows) for k, v in self.state.items()}    # [B, ...]
+        with torch.inference_mode():
+            out, new_state = self.agent(inputs, state)
+        for k, v in new_state.items():
+            if isinstance(rows, slice):
+                self.state[k][rows].copy_(v)
+            else:
+                self.state[k].index_copy_(0, rows, v)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# the client (lives in an actor process)
+# --------------------------------------------------------------------------------------
+
+class InferenceServerError(RuntimeError):
+    """The inference server answered a request with an error."""
+
+
+class InferenceClient:
+    """The acting-policy interface of :class:`actors.policy.LocalPolicy`, served remotely.
+
+    Picklable before :meth:`connect`; the connection is made in the actor process.
+    """
+
+    def __init__(self, address: str, slots: InferenceSlots, envs_per_actor: int, reply_timeout_s: float):
+        self.address = address
+        self.slots = slots
+        self.envs_per_actor = envs_per_actor
+        self.reply_timeout_s = reply_timeout_s
+        self.conn: Optional[Connection] = None
+        self.actor_index = -1
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["conn"] = None
+        d["actor_index"] = -1
+        return d
+
+    def connect(self, actor_index: int, num_envs: int, timeout_s: float = 30.0) -> None:
+        if num_envs != self.envs_per_actor:
+            raise ValueError(f"num_envs {num_envs} does not match the inference server's "
+                             f"envs_per_actor {self.envs_per_actor}")
+        n_actors = self.slots.io["obs"].shape[0]
+        if not 0 <= actor_index < n_actors:
+            raise ValueError(f"actor_index must be in [0, {n_actors}), got {actor_index}")
+        deadline = time.monotonic() + timeout_s
+        while True:   # the server may still be binding its socket
+            try:
+                self.conn = Client(self.address, family="AF_UNIX")
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise ConnectionError(f"no inference server at {self.address}") from None
+                time.sleep(0.05)
+        self.conn.send(("hello", int(actor_index), int(num_envs), os.getpid()))
+        self._wait_reply()
+        self.actor_index = actor_index
+        io = self.slots.io
+        self._in = {k: io[k][actor_index] for k in _INPUT_KEYS}              # [E, ...] views
+        self._out = {k: io[k][actor_index] for k in _OUTPUT_KEYS}
+        self._snap = {k: v[actor_index] for k, v in self.slots.snapshot.items()}
+        self._obs_shape = tuple(io["obs"].shape[2:])
+
+    def _wait_reply(self) -> None:
+        if not self.conn.poll(self.reply_timeout_s):
+            raise TimeoutError(f"the inference server did not answer within {self.reply_timeout_s:.0f} s")
+        msg = self.conn.recv_bytes()
+        if msg[:1] == _ERROR:
+            raise InferenceServerError(msg[1:].decode(errors="replace"))
+
+    def _call(self, request: bytes) -> None:
+        if self.conn is None:
+            raise RuntimeError("InferenceClient.connect() must be called before acting")
+        self.conn.send_bytes(request)
+        self._wait_reply()
+
+    def sync(self) -> int:
+        """The parameter version the server acts with (it always uses the learner's latest)."""
+        return int(self.slots.version[0])
+
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
+            ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        obs = np.asarray(obs)
+        if obs.shape != (self.envs_per_actor,) + self._obs_shape:
+            raise ValueError(f"obs must be [{self.envs_per_actor}, {', '.join(map(str, self._obs_shape))}], "
+                             f"got {list(obs.shape)}")
+        self._in["obs"].copy_(torch.from_numpy(obs))
+        self._in["reward"].copy_(torch.from_numpy(np.asarray(reward, np.float32)))
+        self._in["done"].copy_(torch.from_numpy(np.asarray(done, bool)))
+        self._in["task"].copy_(torch.from_numpy(np.asarray(task, np.int64)))
+        self._call(_ACT)
+        return (self._out["action"].numpy().copy(), self._out["policy_logits"].clone(),
+                self._out["baseline"].clone())
+
+    def state_snapshot(self) -> Dict[str, torch.Tensor]:
+        """The resident core state of this actor's envs before the next ``act``: {name: [E, ...]}."""
+        self._call(_SNAPSHOT)
+        return {k: v.clone() for k, v in self._snap.items()}
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+            self.conn = None
+
+
+__all__ = ["InferenceServer", "InferenceClient", "InferenceSlots", "InferenceServerError", "ServerStats"]

@@ -1,0 +1,55 @@
+"""LSTM core (Hochreiter and Schmidhuber 1997), the recurrent baseline of DESIGN.md section 4.
+
+One layer of ``nn.LSTM`` fed with the core input directly (no input projection), as
+in torchbeast's IMPALA agent and the LSTM baseline of Irie et al., ICML 2022 (256
+units). State: ``"h"`` and ``"c"``, each [B, hidden_size], zero at episode start.
+
+The unroll is cut at the time steps where any row resets; each segment runs as one
+cuDNN/ATen LSTM call after zeroing the state of the rows that reset there, so a
+whole unroll costs a few calls instead of one per step.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from agents.core import MemoryCore, State, StateSpec, TensorSpec, register_core
+
+from .layers import check_positive
+
+
+@register_core("lstm")
+class LSTMCore(MemoryCore):
+    """Single-layer LSTM; ``output_size == hidden_size``."""
+
+    def __init__(self, input_size: int, *, hidden_size: int = 256):
+        super().__init__()
+        check_positive("lstm", input_size=input_size, hidden_size=hidden_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.output_size = hidden_size
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=1)
+
+    def state_spec(self) -> StateSpec:
+        dtype = self.lstm.weight_ih_l0.dtype
+        return StateSpec(h=TensorSpec((self.hidden_size,), dtype), c=TensorSpec((self.hidden_size,), dtype))
+
+    def forward(self, x: torch.Tensor, state: State, reset: torch.Tensor) -> Tuple[torch.Tensor, State]:
+        # x: [T, B, input_size]; reset: bool [T, B]
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"core input must be [T, B, {self.input_size}], got {list(x.shape)}")
+        T = x.shape[0]
+        reset = reset.to(torch.bool)
+        h, c = state["h"].unsqueeze(0), state["c"].unsqueeze(0)            # [1, B, hidden]
+        cuts = [0] + (reset[1:].any(dim=1).nonzero().flatten() + 1).tolist() + [T]
+        outs = []
+        for start, end in zip(cuts[:-1], cuts[1:]):
+            keep = ~reset[start].view(1, -1, 1)                             # [1, B, 1]
+            h = torch.where(keep, h, torch.zeros_like(h))
+            c = torch.where(keep, c, torch.zeros_like(c))
+            y, (h, c) = self.lstm(x[start:end], (h, c))                    # y: [end-start, B, hidden]
+            outs.append(y)
+        return torch.cat(outs, dim=0), {"h": h.squeeze(0), "c": c.squeeze(0)}

@@ -1,0 +1,69 @@
+"""SR-Delta core: an SRWM that programs a DeltaNet fast memory (DESIGN.md section 4).
+
+Used in the memory-mode ProcGen experiments of Irie et al., "A Modern
+Self-Referential Weight Matrix That Learns to Modify Itself", ICML 2022. Per head,
+the SRWM's W^y has 3d+1 output rows; its output (read before the SRWM update) is
+split into the query, key, value and learning rate of a delta-rule memory S::
+
+    [q~, k~, v, b~] = y_t = W^y_{t-1} softmax(h_t)    (the SRWM of agents.cores.srwm)
+    q = softmax(q~);  k = softmax(k~);  beta = sigmoid(b~)
+    S = S + k (beta (v - S^T k))^T;   out = S^T q     (DeltaNet, read after write)
+
+State per layer: the SRWM differences ``"layer{i}.W_y"`` [B, H, 3d+1, d], ``W_q``,
+``W_k`` [B, H, d, d], ``W_b`` [B, H, 4, d] plus the DeltaNet matrix ``"layer{i}.S"``
+[B, H, d, d]; all zero at episode start.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+from agents.core import State, StateSpec, TensorSpec, register_core
+from agents.kernels import delta_rule
+
+from .layers import FastWeightStack
+from .srwm import SRWMLayer
+
+
+class SRDeltaLayer(SRWMLayer):
+    """SRWM producing q, k, v, beta of a delta-rule fast memory."""
+
+    def __init__(self, d_model: int, num_heads: int, head_size: int, d_ff: int, dropout: float,
+                 detach_each_step: bool = False):
+        super().__init__(d_model, num_heads, head_size, d_ff, dropout, detach_each_step,
+                         y_size=3 * head_size + 1)
+
+    def local_state_spec(self, dtype: torch.dtype) -> StateSpec:
+        spec = super().local_state_spec(dtype)
+        d = self.head_size
+        spec["S"] = TensorSpec((self.num_heads, d, d), dtype)
+        return spec
+
+    def mix(self, h: torch.Tensor, state: State, reset: torch.Tensor) -> Tuple[torch.Tensor, State]:
+        d = self.head_size
+        z, new_state = self.srwm_read(h, state, reset)                  # [T, B, H, 3d+1]
+        q, k, v, b = torch.split(z, [d, d, d, 1], dim=-1)
+        q = torch.softmax(q, dim=-1).contiguous()                        # [T, B, H, d]
+        k = torch.softmax(k, dim=-1).contiguous()                        # [T, B, H, d]
+        beta = torch.sigmoid(b).squeeze(-1).contiguous()                 # [T, B, H]
+        y, S = delta_rule(q, k, v.contiguous(), beta, state["S"], reset,  # y: [T, B, H, d]
+                          detach_each_step=self.detach_each_step, backend=self.kernel_backend)
+        new_state["S"] = S
+        return y, new_state
+
+
+@register_core("sr_delta")
+class SRDeltaCore(FastWeightStack):
+    """Stack of SR-Delta layers."""
+
+    def __init__(self, input_size: int, *, hidden_size: int = 128, num_layers: int = 2,
+                 num_heads: int = 8, head_size: int = 16, d_ff: int = 512, dropout: float = 0.0,
+                 detach_each_step: bool = False):
+        super().__init__(input_size, hidden_size=hidden_size, num_layers=num_layers,
+                         num_heads=num_heads, head_size=head_size, d_ff=d_ff, dropout=dropout,
+                         detach_each_step=detach_each_step)
+
+    def make_layer(self, d_model, num_heads, head_size, d_ff, dropout, detach_each_step):
+        return SRDeltaLayer(d_model, num_heads, head_size, d_ff, dropout, detach_each_step)

@@ -1,0 +1,197 @@
+"""The agent: encoder -> memory core -> policy and value heads (DESIGN.md section 7).
+
+One model for every core: Irie et al., "A Modern Self-Referential Weight Matrix That
+Learns to Modify Itself", ICML 2022 (ProcGen, SRWM) and Irie et al., "Going Beyond
+Linear Transformers with Recurrent Fast Weight Programmers", NeurIPS 2021 (Atari),
+both built on the IMPALA agent of Espeholt et al., ICML 2018. Data flow::
+
+    obs [T, B, *obs_shape] --encoder--> features [T, B, F]
+    [features, clip(reward, -c, c), one_hot(task)?] --> core input [T, B, F + 1 (+ num_tasks)]
+    core(input, state, reset=done) --> [T, B, core.output_size], new state
+    policy head (Linear) --> logits [T, B, A];   value head (Linear) --> baseline [T, B]
+    action = sample(softmax(logits))   (argmax when greedy)
+
+The same call serves one-step acting (T = 1, state carried by the caller) and
+whole-unroll learning (T = unroll length, from the unroll's stored initial state);
+``done[t]`` resets the core state before step t. The state passed in is never
+modified in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.core import State, StateSpec, core_option_names, list_cores, make_core
+from agents.encoders import ENCODERS, choose_encoder, make_encoder
+
+CORE_OPTIONS = ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "dropout",
+                "detach_each_step")
+
+
+@dataclass
+class ModelConfig:
+    """Model options; each field's ``help`` is its command-line help text."""
+
+    core: str = field(default="srwm", metadata={
+        "help": "memory core, one of the registered cores (ff, lstm, linear_transformer, deltanet, "
+                "srwm, fake_sr, sr_delta, srwm_no_carry, ...)"})
+    encoder: str = field(default="auto", metadata={
+        "help": "observation encoder: auto (by shape: [C,84,84] nature, other images impala, "
+                "vectors mlp), impala, nature or mlp"})
+    hidden_size: int = field(default=128, metadata={
+        "help": "core width d_model (fast-weight cores, ff); must equal num_heads x head_size"})
+    num_layers: int = field(default=2, metadata={"help": "fast-weight layers in the core"})
+    num_heads: int = field(default=8, metadata={"help": "heads per fast-weight layer"})
+    head_size: int = field(default=16, metadata={"help": "size d of each head"})
+    d_ff: int = field(default=512, metadata={"help": "inner size of each layer's feed-forward block"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout rate inside the core, in [0, 1)"})
+    detach_each_step: bool = field(default=False, metadata={
+        "help": "cut the gradient through the fast weights after every step (the original IDSIA "
+                "learner); default: backpropagate through the whole unroll"})
+    lstm_hidden_size: int = field(default=256, metadata={
+        "help": "LSTM units, used by the lstm core instead of hidden_size (the paper: 256)"})
+    feature_size: int = field(default=256, metadata={
+        "help": "encoder output size (IMPALA fc, Nature fc, last MLP layer); 0 = the encoder's "
+                "standard size (IMPALA 256, Nature 512, MLP 64)"})
+    use_task_id: bool = field(default=False, metadata={
+        "help": "concatenate a one-hot task id to the features given to the core"})
+    reward_clip: float = field(default=1.0, metadata={
+        "help": "the reward fed to the core is clipped to [-c, c]; 0 feeds the raw reward"})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise ValueError naming the first bad option; builds nothing."""
+    known = list_cores()
+    if cfg.core not in known:
+        raise ValueError(f"--core {cfg.core!r} is not a registered core; known cores: {', '.join(known)}")
+    encoders = ("auto",) + ENCODERS
+    if cfg.encoder not in encoders:
+        raise ValueError(f"--encoder {cfg.encoder!r} is unknown; valid encoders: {', '.join(encoders)}")
+    for name in ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "lstm_hidden_size"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{_flag(name)} must be a positive integer, got {v!r}")
+    if not isinstance(cfg.feature_size, int) or isinstance(cfg.feature_size, bool) or cfg.feature_size < 0:
+        raise ValueError(f"--feature-size must be a non-negative integer (0 = encoder default), "
+                         f"got {cfg.feature_size!r}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout!r}")
+    if not cfg.reward_clip >= 0.0:
+        raise ValueError(f"--reward-clip must be >= 0 (0 = no clipping), got {cfg.reward_clip!r}")
+    accepted = core_option_names(cfg.core)
+    if {"hidden_size", "num_heads", "head_size"} <= set(accepted) \
+            and cfg.num_heads * cfg.head_size != cfg.hidden_size:
+        raise ValueError(
+            f"--num-heads x --head-size must equal --hidden-size for core {cfg.core!r}: "
+            f"{cfg.num_heads} x {cfg.head_size} = {cfg.num_heads * cfg.head_size} != {cfg.hidden_size}")
+
+
+def core_options(cfg: ModelConfig) -> Dict[str, object]:
+    """The options given to ``make_core(cfg.core, ...)`` (lstm gets ``lstm_hidden_size``)."""
+    opts = {name: getattr(cfg, name) for name in CORE_OPTIONS}
+    if cfg.core == "lstm":
+        opts["hidden_size"] = cfg.lstm_hidden_size
+    return opts
+
+
+class Agent(nn.Module):
+    """obs -> encoder -> [features, clipped reward, (one-hot task)] -> core -> policy logits, baseline."""
+
+    def __init__(self, cfg: ModelConfig, obs_shape: tuple, obs_dtype: str, num_actions: int,
+                 num_tasks: int = 1):
+        super().__init__()
+        validate_model_config(cfg)
+        if not isinstance(num_actions, int) or num_actions < 1:
+            raise ValueError(f"num_actions must be a positive integer, got {num_actions!r}")
+        if not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+        self.cfg = dataclasses.replace(cfg)
+        self.obs_shape = tuple(int(s) for s in obs_shape)
+        self.obs_dtype = str(obs_dtype).replace("torch.", "")
+        self.num_actions = num_actions
+        self.num_tasks = num_tasks
+        self.encoder_name = choose_encoder(self.obs_shape, cfg.encoder)
+        self.encoder = make_encoder(self.obs_shape, self.obs_dtype, self.encoder_name,
+                                    feature_size=cfg.feature_size or None)
+        core_in = self.encoder.output_size + 1 + (num_tasks if cfg.use_task_id else 0)
+        self.core = make_core(cfg.core, core_in, strict=False, **core_options(cfg))
+        self.policy = nn.Linear(self.core.output_size, num_actions)
+        self.baseline = nn.Linear(self.core.output_size, 1)
+
+    def state_spec(self) -> StateSpec:
+        return self.core.state_spec()
+
+    def initial_state(self, batch_size: int, device=None) -> State:
+        return self.core.initial_state(batch_size, device)
+
+    def architecture(self) -> dict:
+        """Plain-data description used to check that a checkpoint fits this model."""
+        return {**dataclasses.asdict(self.cfg),                  # includes "core"
+                "encoder_kind": self.encoder_name,
+                "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype,
+                "num_actions": self.num_actions, "num_tasks": self.num_tasks,
+                "state_spec": self.state_spec().to_plain()}
+
+    def core_input(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """[features, clipped reward, (one-hot task)]: [T, B, core input size]."""
+        obs = inputs["obs"]                                                 # [T, B, *obs_shape]
+        if obs.dim() != 2 + len(self.obs_shape) or tuple(obs.shape[2:]) != self.obs_shape:
+            raise ValueError(f"inputs['obs'] must be [T, B, {', '.join(map(str, self.obs_shape))}], "
+                             f"got {list(obs.shape)}")
+        T, B = obs.shape[:2]
+        feats = self.encoder(obs.reshape(T * B, *self.obs_shape)).view(T, B, -1)   # [T, B, F]
+        reward = inputs["reward"].to(feats.dtype)                           # [T, B]
+        if tuple(reward.shape) != (T, B):
+            raise ValueError(f"inputs['reward'] must be [T, B] = [{T}, {B}], got {list(reward.shape)}")
+        if self.cfg.reward_clip > 0:
+            reward = reward.clamp(-self.cfg.reward_clip, self.cfg.reward_clip)
+        parts = [feats, reward.unsqueeze(-1)]
+        if self.cfg.use_task_id:
+            task = inputs.get("task")
+            if task is None:
+                raise ValueError("use_task_id is set but inputs has no 'task' entry (int64 [T, B])")
+            if tuple(task.shape) != (T, B):
+                raise ValueError(f"inputs['task'] must be [T, B] = [{T}, {B}], got {list(task.shape)}")
+            if task.numel() and (int(task.min()) < 0 or int(task.max()) >= self.num_tasks):
+                raise ValueError(f"task ids must be in [0, {self.num_tasks}), got range "
+                                 f"[{int(task.min())}, {int(task.max())}]")
+            parts.append(F.one_hot(task.long(), self.num_tasks).to(feats.dtype))   # [T, B, num_tasks]
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, inputs: Dict[str, torch.Tensor], state: State,
+                greedy: bool = False) -> Tuple[Dict[str, torch.Tensor], State]:
+        """inputs: obs [T, B, *obs_shape], reward [T, B] (raw), done bool [T, B], task int64 [T, B]
+        (with use_task_id). Returns ({action [T, B], policy_logits [T, B, A], baseline [T, B]}, new state)."""
+        x = self.core_input(inputs)                                         # [T, B, core input]
+        T, B = x.shape[:2]
+        done = inputs["done"]
+        if tuple(done.shape) != (T, B):
+            raise ValueError(f"inputs['done'] must be [T, B] = [{T}, {B}], got {list(done.shape)}")
+        core_out, new_state = self.core(x, state, done.to(torch.bool))      # [T, B, core.output_size]
+        logits = self.policy(core_out)                                      # [T, B, A]
+        baseline = self.baseline(core_out).squeeze(-1)                      # [T, B]
+        if greedy:
+            action = logits.argmax(dim=-1)                                  # [T, B]
+        else:
+            probs = F.softmax(logits.detach().reshape(T * B, -1).float(), dim=-1)
+            action = torch.multinomial(probs, 1).view(T, B)                 # [T, B]
+        return {"action": action, "policy_logits": logits, "baseline": baseline}, new_state
+
+
+def build_agent(cfg: ModelConfig, obs_spec, num_actions: int, num_tasks: int = 1) -> Agent:
+    """Build the :class:`Agent` for an env's ``ObsSpec`` (envs.base)."""
+    validate_model_config(cfg)
+    return Agent(cfg, tuple(obs_spec.shape), obs_spec.dtype, num_actions, num_tasks)
+
+
+__all__ = ["ModelConfig", "Agent", "build_agent", "validate_model_config", "core_options"]

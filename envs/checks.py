@@ -1,0 +1,19 @@
+"""Input checks shared by the vector envs (cheap: a few microseconds per step)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_actions(actions, num_envs: int, num_actions: int) -> np.ndarray:
+    """Return ``actions`` as an int array [N]; ValueError naming the bad value otherwise."""
+    a = np.asarray(actions)
+    if a.shape != (num_envs,):
+        raise ValueError(f"actions have shape {a.shape}, expected ({num_envs},)")
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"actions have dtype {a.dtype}, expected an integer dtype")
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi >= num_actions:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"action {bad} out of range [0, {num_actions})")
+    return a

@@ -1,0 +1,509 @@
+"""The inference server (``--inference learner``) on the CPU.
+
+Reference: :class:`actors.policy.LocalPolicy` (actor-side inference) with the same
+parameters and observations. Covered: identical actions, logits, baselines and core
+states; several actors batched into one forward; partial batches closing on the
+timeout or on the maximum batch size; forwards split at the maximum batch size;
+state reset on ``done``; parameter updates; the learner re-running unrolls written
+through the server from their ``initial_core_state``; an actor killed and restarted
+(a fresh process) while the server keeps serving another actor; bad input.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from actors.actor import UnrollWriter
+from actors.buffers import BufferLayout, RolloutBuffers
+from actors.config import ActorConfig
+from actors.inference import InferenceServer, InferenceServerError
+from actors.policy import LocalPolicy
+from agents.model import ModelConfig, build_agent
+from envs.base import EpisodeInfo, ObsSpec, VecEnv
+
+torch.set_num_threads(1)
+
+OBS_DIM, NUM_ACTIONS = 6, 4
+SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32, lstm_hidden_size=16,
+             feature_size=16)
+
+
+def make_agent(core="srwm", seed=0):
+    torch.manual_seed(seed)
+    return build_agent(ModelConfig(core=core, **SMALL), ObsSpec((OBS_DIM,), "float32"), NUM_ACTIONS, 1)
+
+
+def make_cfg(num_actors=1, envs=3, max_batch=0, timeout_ms=2.0):
+    # the server reads only cfg.actor of the run's TrainConfig
+    return SimpleNamespace(actor=ActorConfig(num_actors=num_actors, envs_per_actor=envs, batch_size=1,
+                                             inference="learner", inference_max_batch=max_batch,
+                                             inference_timeout_ms=timeout_ms, heartbeat_timeout_s=30.0))
+
+
+def make_inputs(rng, n, done_p=0.2):
+    obs = rng.standard_normal((n, OBS_DIM)).astype(np.float32)
+    reward = rng.standard_normal(n).astype(np.float32)
+    done = rng.random(n) < done_p
+    task = np.zeros(n, np.int64)
+    return obs, reward, done, task
+
+
+class Server:
+    """An InferenceServer started for a test and always stopped."""
+
+    def __init__(self, agent, **cfg):
+        self.server = InferenceServer(make_cfg(**cfg), agent, device="cpu")
+
+    def __enter__(self):
+        self.server.start()
+        return self.server
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+
+def act_concurrently(clients, inputs):
+    """Every client acts at once from its own thread; returns their results in order."""
+    results = [None] * len(clients)
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = clients[i].act(*inputs[i])
+        except BaseException as e:   # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def assert_states_equal(a, b):
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------------------------------
+# one actor: identical to actor-side inference
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("core", ["srwm", "lstm", "ff"])
+def test_one_actor_matches_local_policy_exactly(core):
+    agent = make_agent(core)
+    local = LocalPolicy(make_agent(core), 3)
+    rng = np.random.default_rng(1)
+    with Server(agent, envs=3) as server:
+        client = server.client()
+        client.connect(0, 3)
+        assert_states_equal(client.state_snapshot(), local.state_snapshot())
+        for step in range(12):
+            inputs = make_inputs(rng, 3, done_p=1.0 if step == 0 else 0.25)
+            torch.manual_seed(100 + step)          # the same sampling noise on both sides
+            a_srv, l_srv, b_srv = client.act(*inputs)
+            torch.manual_seed(100 + step)
+            a_loc, l_loc, b_loc = local.act(*inputs)
+            np.testing.assert_array_equal(a_srv, a_loc)
+            assert torch.equal(l_srv, l_loc) and torch.equal(b_srv, b_loc)
+            assert a_srv.dtype == np.int64 and l_srv.shape == (3, NUM_ACTIONS) and b_srv.shape == (3,)
+            if step % 4 == 3:
+                assert_states_equal(client.state_snapshot(), local.state_snapshot())
+        client.close()
+        stats = server.take_stats()
+    assert stats["requests"] == 12 and stats["forwards"] == 12 and stats["batch_rows"] == {3: 12}
+
+
+def test_done_resets_the_resident_state():
+    agent = make_agent("srwm")
+    rng = np.random.default_rng(2)
+    with Server(agent, envs=3) as server:
+        client = server.client()
+        client.connect(0, 3)
+        for _ in range(5):
+            client.act(*make_inputs(rng, 3, done_p=0.0))
+        before = client.state_snapshot()
+        obs, reward, _, task = make_inputs(rng, 3)
+        done = np.array([True, False, True])
+        client.act(obs, reward, done, task)
+        after = client.state_snapshot()
+    # rows 0 and 2 restarted: one step from the episode-start state on the same inputs
+    fresh = LocalPolicy(make_agent("srwm"), 3)
+    fresh.act(obs, reward, np.ones(3, bool), task)
+    # row 1 continued: one step from its carried state
+    carried = LocalPolicy(make_agent("srwm"), 3)
+    carried.state = {k: v.clone() for k, v in before.items()}
+    carried.act(obs, reward, np.zeros(3, bool), task)
+    for k in after:
+        assert torch.equal(after[k][[0, 2]], fresh.state[k][[0, 2]]), k
+        assert torch.equal(after[k][1], carried.state[k][1]), k
+        assert not torch.equal(after[k][1], fresh.state[k][1]), k
+
+
+def test_update_params_switches_to_the_learners_parameters():
+    learner_agent = make_agent("srwm", seed=0)
+    rng = np.random.default_rng(3)
+    with Server(learner_agent, envs=2) as server:
+        client = server.client()
+        client.connect(0, 2)
+        assert client.sync() == 0
+        with torch.no_grad():                       # the learner updates in place ...
+            for p in learner_agent.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        inputs = make_inputs(rng, 2, done_p=1.0)
+        _, l_old, _ = client.act(*inputs)           # ... the server acts with its own copy
+        ref_old = LocalPolicy(make_agent("srwm", seed=0), 2)
+        assert torch.equal(l_old, ref_old.act(*inputs)[1])
+        server.update_params(learner_agent, 7)
+        assert client.sync() == 7
+        inputs2 = make_inputs(rng, 2, done_p=0.0)
+        _, l_new, b_new = client.act(*inputs2)
+    ref = LocalPolicy(make_agent("srwm", seed=0), 2)
+    ref.agent.load_state_dict(learner_agent.state_dict())
+    ref.act(*inputs)                                # new parameters for both steps
+    _, l_ref, _ = ref.act(*inputs2)
+    # row state after step 1 came from the old parameters; step 2 uses the new ones
+    ref_mixed = LocalPolicy(make_agent("srwm", seed=0), 2)
+    ref_mixed.act(*inputs)
+    ref_mixed.agent.load_state_dict(learner_agent.state_dict())
+    _, l_mix, b_mix = ref_mixed.act(*inputs2)
+    assert torch.equal(l_new, l_mix) and torch.equal(b_new, b_mix)
+    assert not torch.equal(l_new, l_ref)
+
+
+# ---------------------------------------------------------------------------------------
+# several actors: dynamic batching
+# ---------------------------------------------------------------------------------------
+
+def test_concurrent_actors_share_one_forward_and_match_local_policy():
+    E, A = 2, 3
+    agent = make_agent("srwm")
+    local = LocalPolicy(make_agent("srwm"), A * E)   # the same rows, concatenated in actor order
+    rng = np.random.default_rng(4)
+    with Server(agent, num_actors=A, envs=E, timeout_ms=10_000) as server:
+        clients = [server.client() for _ in range(A)]
+        for i, c in enumerate(clients):
+            c.connect(i, E)
+        for step in range(6):
+            inputs = [make_inputs(rng, E, done_p=1.0 if step == 0 else 0.3) for _ in range(A)]
+            torch.manual_seed(step)
+            t0 = time.perf_counter()
+            results = act_concurrently(clients, inputs)
+            assert time.perf_counter() - t0 < 5.0, "a full batch must not wait for the timeout"
+            cat = [np.concatenate([inp[j] for inp in inputs]) for j in range(4)]
+            torch.manual_seed(step)
+            a_loc, l_loc, b_loc = local.act(*cat)
+            for i, (a, l, b) in enumerate(results):
+                rows = slice(i * E, (i + 1) * E)
+                np.testing.assert_array_equal(a, a_loc[rows])
+                assert torch.equal(l, l_loc[rows]) and torch.equal(b, b_loc[rows])
+        snaps = [c.state_snapshot() for c in clients]
+        stats = server.take_stats()
+    for k, v in local.state.items():
+        assert torch.equal(torch.cat([s[k] for s in snaps]), v), k
+    assert stats["forwards"] == 6 and stats["batch_rows"] == {A * E: 6} and stats["requests"] == 6 * A
+
+
+def test_partial_batch_closes_on_the_timeout():
+    agent = make_agent("ff")
+    rng = np.random.default_rng(5)
+    with Server(agent, num_actors=2, envs=2, timeout_ms=300) as server:
+        c0, c1 = server.client(), server.client()
+        c0.connect(0, 2)
+        c1.connect(1, 2)                            # connected but silent
+        server.take_stats()
+        t0 = time.perf_counter()
+        c0.act(*make_inputs(rng, 2))
+        waited = time.perf_counter() - t0
+        stats = server.take_stats()
+    assert 0.28 <= waited < 3.0, waited
+    assert stats["forwards"] == 1 and stats["batch_rows"] == {2: 1}
+    assert stats["time_wait_batch"] >= 0.28
+
+
+def test_partial_batch_closes_at_the_max_batch_size():
+    agent = make_agent("ff")
+    rng = np.random.default_rng(6)
+    with Server(agent, num_actors=2, envs=2, max_batch=2, timeout_ms=20_000) as server:
+        c0, c1 = server.client(), server.client()
+        c0.connect(0, 2)
+        c1.connect(1, 2)
+        t0 = time.perf_counter()
+        c0.act(*make_inputs(rng, 2))                # 2 rows = max batch: no waiting for actor 1
+        assert time.perf_counter() - t0 < 5.0
+
+
+def _check_against_local(results, inputs, local, E):
+    cat = [np.concatenate([inp[j] for inp in inputs]) for j in range(4)]
+    _, l_loc, b_loc = local.act(*cat)
+    for i, (_, l, b) in enumerate(results):
+        rows = slice(i * E, (i + 1) * E)
+        torch.testing.assert_close(l, l_loc[rows], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, b_loc[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_forwards_are_split_at_the_max_batch_size():
+    E, A = 3, 2
+    agent = make_agent("srwm")
+    local = LocalPolicy(make_agent("srwm"), A * E)
+    rng = np.random.default_rng(7)
+    with Server(agent, num_actors=A, envs=E, max_batch=4, timeout_ms=20_000) as server:
+        clients = [server.client() for _ in range(A)]
+        for i, c in enumerate(clients):
+            c.connect(i, E)
+        for step in range(3):
+            inputs = [make_inputs(rng, E, done_p=1.0 if step == 0 else 0.3) for _ in range(A)]
+            results = act_concurrently(clients, inputs)
+            _check_against_local(results, inputs, local, E)   # actor 1's rows straddle two forwards
+        stats = server.take_stats()
+    assert stats["batch_rows"] == {4: 3, 2: 3} and stats["requests"] == 3 * A
+
+
+def test_full_forwards_run_at_once_and_the_remainder_waits():
+    """max_batch 3, actors 0 and 1 (2 envs each) ask, actor 2 is silent: one full forward of
+    3 rows answers actor 0 at once; actor 1's last row waits for the timeout."""
+    E, A, timeout = 2, 3, 0.6
+    agent = make_agent("srwm")
+    local = LocalPolicy(make_agent("srwm"), 2 * E)
+    rng = np.random.default_rng(9)
+    with Server(agent, num_actors=A, envs=E, max_batch=3, timeout_ms=timeout * 1000) as server:
+        clients = [server.client() for _ in range(A)]
+        for i, c in enumerate(clients):
+            c.connect(i, E)
+        inputs = [make_inputs(rng, E, done_p=1.0) for _ in range(2)]
+        latency = [0.0, 0.0]
+        results = [None, None]
+
+        def run(i):
+            t0 = time.perf_counter()
+            results[i] = clients[i].act(*inputs[i])
+            latency[i] = time.perf_counter() - t0
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        stats = server.take_stats()
+    _check_against_local(results, inputs, local, E)
+    assert stats["batch_rows"] == {3: 1, 1: 1}, stats
+    assert latency[0] < timeout - 0.1 <= latency[1], latency
+
+
+# ---------------------------------------------------------------------------------------
+# unrolls written through the server: the learner re-runs them from initial_core_state
+# ---------------------------------------------------------------------------------------
+
+class CountingVecEnv(VecEnv):
+    """Observations encode (step in episode, env slot); episodes of fixed, per-env lengths."""
+
+    def __init__(self, n, lengths=(4, 5, 7)):
+        self.num_envs = n
+        self.obs_spec = ObsSpec((OBS_DIM,), "float32")
+        self.num_actions = NUM_ACTIONS
+        self.task_names = ["count"]
+        self.task_ids = np.zeros(n, np.int64)
+        self.lengths = np.array([lengths[i % len(lengths)] for i in range(n)])
+        self.t = np.zeros(n, np.int64)
+
+    def _obs(self):
+        o = np.zeros((self.num_envs, OBS_DIM), np.float32)
+        o[:, 0] = self.t / 10.0
+        o[:, 1] = np.arange(self.num_envs)
+        o[:, 2] = np.sin(self.t)
+        return o
+
+    def reset(self):
+        self.t[:] = 0
+        return self._obs()
+
+    def step(self, actions):
+        reward = (np.asarray(actions) == self.t % NUM_ACTIONS).astype(np.float32)
+        self.t += 1
+        done = self.t >= self.lengths
+        self.t[done] = 0
+        eps = [EpisodeInfo(0, "count", 0.0, int(self.lengths[i]), env_index=i) for i in np.flatnonzero(done)]
+        return self._obs(), reward, done, eps
+
+
+@pytest.mark.parametrize("core", ["srwm", "deltanet", "lstm"])
+def test_learner_rerun_from_server_state_reproduces_the_acting_outputs(core):
+    N, T, U = 3, 6, 4
+    agent = make_agent(core)
+    layout = BufferLayout(1, U, N, T)
+    bufs = RolloutBuffers(layout, (OBS_DIM,), "float32", NUM_ACTIONS, agent.state_spec(), share_memory=False)
+    with Server(agent, envs=N) as server:
+        client = server.client()
+        client.connect(0, N)
+        writer = UnrollWriter(CountingVecEnv(N), client, T)
+        for g in range(U):
+            views, init = bufs.group_view(g)
+            writer.fill(views, init)
+    done_inside = False
+    for g in range(U):
+        batch, state = bufs.gather(torch.tensor(list(layout.rows(g))))
+        done_inside |= bool(batch["done"][1:].any())
+        with torch.no_grad():
+            out, _ = agent({k: batch[k] for k in ("obs", "reward", "done", "task")}, state)
+        torch.testing.assert_close(out["policy_logits"], batch["policy_logits"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out["baseline"], batch["baseline"], rtol=1e-5, atol=1e-5)
+    assert done_inside, "the unrolls must cross episode boundaries"
+    first_state = bufs.gather(torch.tensor(list(layout.rows(0))))[1]
+    assert all(float(v.abs().max()) == 0.0 for v in first_state.values())   # episode-start state
+    later = bufs.gather(torch.tensor(list(layout.rows(U - 1))))[1]
+    assert any(float(v.abs().max()) > 0.0 for v in later.values())          # carried, not reset
+
+
+# ---------------------------------------------------------------------------------------
+# actor restarts
+# ---------------------------------------------------------------------------------------
+
+def _actor_process(client, actor_index, envs, seed, steps, conn):
+    """A stand-in actor: acts on seeded inputs and sends back what it got (``steps`` < 0: forever)."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    client.connect(actor_index, envs)
+    as_numpy = lambda state: {k: v.numpy() for k, v in state.items()}   # noqa: E731  (no fd passing)
+    conn.send(("snapshot", as_numpy(client.state_snapshot())))
+    out = []
+    step = 0
+    while steps < 0 or step < steps:
+        inputs = make_inputs(rng, envs, done_p=1.0 if step == 0 else 0.2)
+        _, logits, baseline = client.act(*inputs)
+        out.append((logits.numpy(), baseline.numpy()))
+        step += 1
+        if steps < 0 and step == 3:
+            conn.send(("running", None))
+    conn.send(("done", (out, as_numpy(client.state_snapshot()))))
+    client.close()
+
+
+def _expected(seed, envs, steps):
+    rng = np.random.default_rng(seed)
+    local = LocalPolicy(make_agent("srwm"), envs)
+    out = []
+    for step in range(steps):
+        _, logits, baseline = local.act(*make_inputs(rng, envs, done_p=1.0 if step == 0 else 0.2))
+        out.append((logits, baseline))
+    return out, local.state_snapshot()
+
+
+def _recv(conn, kind, timeout=60):
+    assert conn.poll(timeout), f"no {kind!r} message from the actor process"
+    msg = conn.recv()
+    assert msg[0] == kind, msg
+    if kind == "snapshot":
+        return {k: torch.from_numpy(v) for k, v in msg[1].items()}
+    if kind == "done":
+        out, snap = msg[1]
+        return ([(torch.from_numpy(l), torch.from_numpy(b)) for l, b in out],
+                {k: torch.from_numpy(v) for k, v in snap.items()})
+    return msg[1]
+
+
+@pytest.mark.timeout(120)
+def test_actor_restart_while_the_server_runs():
+    """Actor 0 is SIGKILLed mid-run and restarted as a new process; actor 1 runs throughout."""
+    E = 2
+    ctx = multiprocessing.get_context("spawn")
+    agent = make_agent("srwm")
+    fresh = agent.initial_state(E)
+    with Server(agent, num_actors=2, envs=E, timeout_ms=5) as server:
+        p0_conn, c0 = ctx.Pipe()
+        p1_conn, c1 = ctx.Pipe()
+        a0 = ctx.Process(target=_actor_process, args=(server.client(), 0, E, 11, -1, c0), daemon=True)
+        a1 = ctx.Process(target=_actor_process, args=(server.client(), 1, E, 22, 400, c1), daemon=True)
+        a0.start()
+        a1.start()
+        try:
+            _recv(p0_conn, "snapshot")
+            _recv(p1_conn, "snapshot")
+            _recv(p0_conn, "running")                 # actor 0 is acting: kill it mid-run
+            os.kill(a0.pid, signal.SIGKILL)
+            a0.join(10)
+            server.reset_actor(0)
+            p2_conn, c2 = ctx.Pipe()
+            a2 = ctx.Process(target=_actor_process, args=(server.client(), 0, E, 33, 10, c2), daemon=True)
+            a2.start()
+            assert_states_equal(_recv(p2_conn, "snapshot"), fresh)   # the new incarnation starts fresh
+            out2, snap2 = _recv(p2_conn, "done")
+            out1, snap1 = _recv(p1_conn, "done", timeout=90)
+            a1.join(10)
+            a2.join(10)
+        finally:
+            for p in (a0, a1):
+                if p.is_alive():
+                    p.kill()
+    for got, (want, want_snap) in ((out2, _expected(33, E, 10)), (out1, _expected(22, E, 400))):
+        assert len(got) == len(want)
+        for (l, b), (lw, bw) in zip(got, want):
+            torch.testing.assert_close(l, lw, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(b, bw, rtol=1e-5, atol=1e-6)
+    assert_close_states(snap2, _expected(33, E, 10)[1])
+
+
+def assert_close_states(a, b):
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_reconnecting_actor_replaces_its_old_connection():
+    """A hung actor's successor connects before the old socket is closed."""
+    agent = make_agent("srwm")
+    rng = np.random.default_rng(8)
+    with Server(agent, envs=2) as server:
+        old = server.client()
+        old.connect(0, 2)
+        for _ in range(3):
+            old.act(*make_inputs(rng, 2, done_p=0.0))
+        assert any(float(v.abs().max()) > 0 for v in old.state_snapshot().values())
+        new = server.client()
+        new.connect(0, 2)
+        assert_states_equal(new.state_snapshot(), agent.initial_state(2))
+        with pytest.raises((EOFError, OSError)):
+            old.act(*make_inputs(rng, 2))
+        new.act(*make_inputs(rng, 2))               # the new incarnation is served
+
+
+# ---------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------
+
+def test_bad_input_is_refused_with_a_clear_error():
+    agent = make_agent("ff")
+    with pytest.raises(ValueError, match="inference-max-batch"):
+        InferenceServer(make_cfg(max_batch=-1), agent)
+    with Server(agent, num_actors=2, envs=3) as server:
+        with pytest.raises(ValueError, match="num_envs 4"):
+            server.client().connect(0, 4)
+        with pytest.raises(ValueError, match=r"actor_index must be in \[0, 2\), got 5"):
+            server.client().connect(5, 3)
+        with pytest.raises(ValueError, match="actor_index"):
+            server.reset_actor(2)
+        c = server.client()
+        with pytest.raises(RuntimeError, match="connect"):
+            c.act(*make_inputs(np.random.default_rng(0), 3))
+        c.connect(0, 3)
+        with pytest.raises(ValueError, match=r"obs must be \[3, 6\], got \[3, 5\]"):
+            c.act(np.zeros((3, 5), np.float32), np.zeros(3), np.zeros(3, bool), np.zeros(3, np.int64))
+        with pytest.raises(ValueError, match="architecture"):
+            server.update_params(make_agent("srwm"), 1)
+        # a forward that fails answers with an error instead of hanging the actor
+        bad = np.full((3, OBS_DIM), np.nan, np.float32)
+        server.agent.policy.weight.data[:] = float("nan")
+        with pytest.raises(InferenceServerError):
+            c.act(bad, np.zeros(3), np.ones(3, bool), np.zeros(3, np.int64))

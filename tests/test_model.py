@@ -1,0 +1,301 @@
+"""Encoders and the Agent (agents/encoders.py, agents/model.py; DESIGN.md section 7).
+
+Observation layouts: ProcGen [3, 64, 64] uint8 (15 actions), Atari [4, 84, 84] uint8
+(6 actions), vectors [8] float32. Encoders are checked against functional
+re-implementations written from the papers' descriptions; the agent against its own
+pieces (heads on the core output, one-step acting against whole-unroll learning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agents.core import list_cores
+from agents.encoders import ImpalaResNet, MLPEncoder, NatureCNN, choose_encoder, make_encoder
+from agents.model import Agent, ModelConfig, build_agent, validate_model_config
+from envs.base import ObsSpec
+
+torch.set_num_threads(1)
+F64 = torch.float64
+PROCGEN = ObsSpec((3, 64, 64), "uint8")
+ATARI = ObsSpec((4, 84, 84), "uint8")
+VECTOR = ObsSpec((8,), "float32")
+SPECS = {"procgen": (PROCGEN, 15), "atari": (ATARI, 6), "vector": (VECTOR, 4)}
+SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32)
+
+
+def random_obs(spec: ObsSpec, *lead, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if spec.dtype == "uint8":
+        return torch.randint(0, 256, (*lead, *spec.shape), generator=g, dtype=torch.uint8)
+    return torch.randn(*lead, *spec.shape, generator=g)
+
+
+def unroll_inputs(spec: ObsSpec, T: int, B: int, seed=0, num_tasks=1):
+    g = torch.Generator().manual_seed(seed + 1)
+    done = torch.rand(T, B, generator=g) < 0.3
+    return {"obs": random_obs(spec, T, B, seed=seed),
+            "reward": 3 * torch.randn(T, B, generator=g),
+            "done": done,
+            "task": torch.randint(0, num_tasks, (T, B), generator=g)}
+
+
+def small_agent(spec, num_actions, seed=0, num_tasks=1, **cfg):
+    torch.manual_seed(seed)
+    return build_agent(ModelConfig(**{**SMALL, **cfg}), spec, num_actions, num_tasks).to(F64).eval()
+
+
+# ============================================================================ encoders
+
+def impala_reference(enc: ImpalaResNet, obs):
+    """IMPALA ResNet as Espeholt et al. 2018 describe it, from the module's weights."""
+    x = obs.to(F64) / 255.0
+    for stage in enc.stages:
+        conv, _, res0, res1 = stage
+        x = F.max_pool2d(F.conv2d(x, conv.weight, conv.bias, padding=1), 3, stride=2, padding=1)
+        for res in (res0, res1):
+            y = F.conv2d(F.relu(x), res.conv0.weight, res.conv0.bias, padding=1)
+            x = x + F.conv2d(F.relu(y), res.conv1.weight, res.conv1.bias, padding=1)
+    return F.relu(F.linear(F.relu(x).flatten(1), enc.fc.weight, enc.fc.bias))
+
+
+def nature_reference(enc: NatureCNN, obs):
+    x = obs.to(F64) / 255.0
+    (c1, _, c2, _, c3, _) = enc.convs
+    x = F.relu(F.conv2d(x, c1.weight, c1.bias, stride=4))
+    x = F.relu(F.conv2d(x, c2.weight, c2.bias, stride=2))
+    x = F.relu(F.conv2d(x, c3.weight, c3.bias, stride=1))
+    return F.relu(F.linear(x.flatten(1), enc.fc.weight, enc.fc.bias))
+
+
+def test_impala_encoder_on_procgen():
+    enc = make_encoder(PROCGEN.shape, PROCGEN.dtype).to(F64)
+    assert isinstance(enc, ImpalaResNet) and enc.output_size == 256
+    assert enc.fc.in_features == 2048                            # 32 channels x 8 x 8
+    # Hand count: convs 448 + 2x4640 | 4640 + 4x9248 | 9248 + 4x9248, fc 2048*256 + 256.
+    assert sum(p.numel() for p in enc.parameters()) == 97_600 + 524_544
+    obs = random_obs(PROCGEN, 3)
+    out = enc(obs)
+    assert out.shape == (3, 256) and out.dtype == F64
+    torch.testing.assert_close(out, impala_reference(enc, obs), rtol=1e-10, atol=1e-10)
+
+
+def test_nature_encoder_on_atari():
+    enc = make_encoder(ATARI.shape, ATARI.dtype).to(F64)
+    assert isinstance(enc, NatureCNN) and enc.output_size == 512 and enc.fc.in_features == 3136
+    obs = random_obs(ATARI, 2)
+    torch.testing.assert_close(enc(obs), nature_reference(enc, obs), rtol=1e-10, atol=1e-10)
+    assert make_encoder(ATARI.shape, "uint8", feature_size=256).output_size == 256
+
+
+@pytest.mark.parametrize("shape", [(8,), (2, 3)])
+def test_mlp_encoder_flattens_vectors_and_other_boxes(shape):
+    enc = make_encoder(shape, "float32", feature_size=32).to(F64)
+    assert isinstance(enc, MLPEncoder) and enc.output_size == 32
+    obs = torch.randn(5, *shape, dtype=F64)
+    l1, _, l2, _ = enc.net
+    want = F.relu(F.linear(F.relu(F.linear(obs.flatten(1), l1.weight, l1.bias)), l2.weight, l2.bias))
+    torch.testing.assert_close(enc(obs), want, rtol=1e-12, atol=1e-12)
+    assert make_encoder(shape, "float32").output_size == 64
+
+
+def test_choose_encoder_and_errors():
+    assert choose_encoder((3, 64, 64)) == "impala"
+    assert choose_encoder((4, 84, 84)) == "nature"
+    assert choose_encoder((3, 96, 96)) == "impala"
+    assert choose_encoder((8,)) == "mlp" and choose_encoder((4, 5)) == "mlp"
+    assert choose_encoder((4, 84, 84), "impala") == "impala"
+    assert choose_encoder((3, 64, 64), "mlp") == "mlp"
+    with pytest.raises(ValueError, match=r"unknown encoder 'resnet'; valid encoders: auto, impala, nature, mlp"):
+        make_encoder((3, 64, 64), "uint8", name="resnet")
+    with pytest.raises(ValueError, match=r"encoder 'nature' needs image observations \[C, H, W\], got shape \[8\]"):
+        make_encoder((8,), "float32", name="nature")
+    with pytest.raises(ValueError, match=r"channel-first \[C, H, W\], got \[64, 64, 3\]"):
+        make_encoder((64, 64, 3), "uint8")
+    with pytest.raises(ValueError, match=r"feature_size must be a positive integer, got 0"):
+        make_encoder((8,), "float32", feature_size=0)
+    with pytest.raises(ValueError, match=r"expects observations \[N, 3, 64, 64\], got \[2, 3, 32, 32\]"):
+        make_encoder((3, 64, 64), "uint8")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+# ============================================================================ agent
+
+@pytest.mark.parametrize("env", SPECS)
+def test_agent_output_shapes_and_heads(env):
+    spec, A = SPECS[env]
+    agent = small_agent(spec, A)
+    T, B = 3, 2
+    inputs = unroll_inputs(spec, T, B)
+    out, state = agent(inputs, agent.initial_state(B))
+    assert out["action"].shape == (T, B) and out["action"].dtype == torch.int64
+    assert out["policy_logits"].shape == (T, B, A) and out["baseline"].shape == (T, B)
+    assert ((0 <= out["action"]) & (out["action"] < A)).all()
+    agent.state_spec().check(state, batch_size=B)
+    # The heads read the core output computed from [features, clipped reward].
+    core_in = agent.core_input(inputs)
+    feats = agent.encoder(inputs["obs"].reshape(T * B, *spec.shape)).view(T, B, -1)
+    torch.testing.assert_close(core_in[..., :-1], feats)
+    torch.testing.assert_close(core_in[..., -1], inputs["reward"].to(F64).clamp(-1, 1))
+    core_out, _ = agent.core(core_in, agent.initial_state(B), inputs["done"])
+    torch.testing.assert_close(out["policy_logits"], F.linear(core_out, agent.policy.weight, agent.policy.bias))
+    torch.testing.assert_close(out["baseline"], (core_out @ agent.baseline.weight.t()).squeeze(-1)
+                               + agent.baseline.bias)
+
+
+@pytest.mark.parametrize("env", SPECS)
+def test_greedy_is_argmax(env):
+    spec, A = SPECS[env]
+    agent = small_agent(spec, A)
+    out, _ = agent(unroll_inputs(spec, 2, 3), agent.initial_state(3), greedy=True)
+    assert torch.equal(out["action"], out["policy_logits"].argmax(-1))
+
+
+def test_sampled_actions_follow_softmax_of_logits():
+    agent = small_agent(VECTOR, 4, core="ff")
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    with torch.no_grad():
+        agent.policy.weight.zero_()
+        agent.policy.bias.copy_(p.log() + 1.7)                   # softmax is shift-invariant
+    torch.manual_seed(0)
+    n = 20_000
+    out, _ = agent({"obs": torch.randn(1, n, 8), "reward": torch.zeros(1, n),
+                    "done": torch.ones(1, n, dtype=torch.bool)}, {})
+    freq = torch.bincount(out["action"].flatten(), minlength=4).to(F64) / n
+    # 5 standard errors of a proportion at n = 20000 is at most 0.018.
+    torch.testing.assert_close(freq, p, rtol=0, atol=0.018)
+
+
+@pytest.mark.parametrize("env,core", [("procgen", "srwm"), ("atari", "deltanet"), ("vector", "srwm"),
+                                      ("vector", "lstm"), ("vector", "sr_delta"), ("vector", "ff")])
+def test_one_step_calls_equal_whole_unroll(env, core):
+    spec, A = SPECS[env]
+    agent = small_agent(spec, A, core=core, lstm_hidden_size=12)
+    T, B = 5 if env != "vector" else 9, 2
+    inputs = unroll_inputs(spec, T, B, seed=3)
+    inputs["done"][0, 1] = inputs["done"][2, 0] = True
+    state0 = agent.initial_state(B)
+    whole, state_whole = agent(inputs, state0, greedy=True)
+    state, steps = state0, []
+    for t in range(T):
+        out, state = agent({k: v[t:t + 1] for k, v in inputs.items()}, state, greedy=True)
+        steps.append(out)
+    for key in ("policy_logits", "baseline", "action"):
+        torch.testing.assert_close(torch.cat([s[key] for s in steps]), whole[key], rtol=1e-9, atol=1e-9)
+    for n in state:
+        torch.testing.assert_close(state[n], state_whole[n], rtol=1e-9, atol=1e-9)
+
+
+def test_use_task_id_feeds_a_one_hot_task():
+    agent = small_agent(VECTOR, 4, num_tasks=3, use_task_id=True)
+    assert agent.core.input_size == agent.encoder.output_size + 1 + 3 == 256 + 4
+    inputs = unroll_inputs(VECTOR, 2, 4, num_tasks=3)
+    inputs["task"] = torch.tensor([[0, 1, 2, 1], [0, 1, 2, 2]])
+    core_in = agent.core_input(inputs)
+    torch.testing.assert_close(core_in[..., -3:], F.one_hot(inputs["task"], 3).to(F64))
+    out_a, _ = agent(inputs, agent.initial_state(4))
+    inputs_b = dict(inputs, task=(inputs["task"] + 1) % 3)
+    out_b, _ = agent(inputs_b, agent.initial_state(4))
+    assert not torch.allclose(out_a["policy_logits"], out_b["policy_logits"])
+    with pytest.raises(ValueError, match="no 'task' entry"):
+        agent({k: v for k, v in inputs.items() if k != "task"}, agent.initial_state(4))
+    with pytest.raises(ValueError, match=r"task ids must be in \[0, 3\), got range \[1, 3\]"):
+        agent(dict(inputs, task=inputs["task"] + 1), agent.initial_state(4))
+    # Without use_task_id the task entry is ignored.
+    plain = small_agent(VECTOR, 4, num_tasks=3)
+    assert plain.core.input_size == 256 + 1
+    o1, _ = plain(inputs, plain.initial_state(4))
+    o2, _ = plain(inputs_b, plain.initial_state(4))
+    torch.testing.assert_close(o1["policy_logits"], o2["policy_logits"])
+
+
+def test_reward_is_clipped_before_the_core():
+    agent = small_agent(VECTOR, 4, reward_clip=1.0)
+    inputs = unroll_inputs(VECTOR, 3, 2)
+    big = dict(inputs, reward=torch.full((3, 2), 7.0))
+    one = dict(inputs, reward=torch.full((3, 2), 1.0))
+    half = dict(inputs, reward=torch.full((3, 2), 0.5))
+    run = lambda i: agent(i, agent.initial_state(2), greedy=True)[0]["policy_logits"]  # noqa: E731
+    torch.testing.assert_close(run(big), run(one), rtol=0, atol=0)
+    assert not torch.allclose(run(half), run(one))
+    raw = small_agent(VECTOR, 4, reward_clip=0.0)
+    torch.testing.assert_close(raw.core_input(big)[..., -1], torch.full((3, 2), 7.0, dtype=F64))
+
+
+def test_lstm_agent_uses_lstm_hidden_size():
+    agent = small_agent(VECTOR, 4, core="lstm", lstm_hidden_size=24)
+    assert agent.core.output_size == 24 and agent.policy.in_features == 24
+    assert set(agent.state_spec()) == {"h", "c"}
+
+
+def test_architecture_is_plain_data_naming_every_field():
+    agent = build_agent(ModelConfig(core="deltanet", **SMALL), VECTOR, 4, num_tasks=2)
+    arch = agent.architecture()
+    json.dumps(arch)                                             # plain data only
+    for f in dataclasses.fields(ModelConfig):
+        assert arch[f.name] == getattr(agent.cfg, f.name)
+    assert (arch["core"], arch["obs_shape"], arch["obs_dtype"], arch["num_actions"], arch["num_tasks"]) \
+        == ("deltanet", [8], "float32", 4, 2)
+    other = build_agent(ModelConfig(core="deltanet", **dict(SMALL, num_layers=1)), VECTOR, 4, num_tasks=2)
+    assert other.architecture() != arch
+
+
+def test_paper_srwm_agent_parameter_count():
+    """IMPALA encoder + SRWM core (2 layers, 128 = 8 x 16, d_ff 512) + heads, 15 actions."""
+    agent = build_agent(ModelConfig(), PROCGEN, 15)
+    encoder = 97_600 + 524_544
+    layer = 3 * 8 * 16 * 16 + 8 * 4 * 16 + 128 * 128 + 2 * 128 + (128 * 512 + 512) + (512 * 128 + 128)
+    core = 257 * 128 + 128 + 2 * layer
+    heads = 128 * 15 + 15 + 128 + 1
+    assert sum(p.numel() for p in agent.parameters()) == encoder + core + heads == 967_248
+
+
+def test_every_core_builds_into_an_agent():
+    for core in list_cores():
+        agent = small_agent(VECTOR, 3, core=core)
+        out, state = agent(unroll_inputs(VECTOR, 2, 2), agent.initial_state(2))
+        assert out["policy_logits"].shape == (2, 2, 3)
+
+
+def test_bad_inputs_raise():
+    agent = small_agent(VECTOR, 4)
+    inputs = unroll_inputs(VECTOR, 2, 3)
+    with pytest.raises(ValueError, match=r"inputs\['obs'\] must be \[T, B, 8\], got \[2, 3, 9\]"):
+        agent(dict(inputs, obs=torch.zeros(2, 3, 9)), agent.initial_state(3))
+    with pytest.raises(ValueError, match=r"inputs\['done'\] must be \[T, B\] = \[2, 3\], got \[2\]"):
+        agent(dict(inputs, done=torch.zeros(2, dtype=torch.bool)), agent.initial_state(3))
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(core="gruu"), r"--core 'gruu' is not a registered core; known cores: deltanet, .*srwm"),
+    (dict(encoder="resnet"), r"--encoder 'resnet' is unknown; valid encoders: auto, impala, nature, mlp"),
+    (dict(num_heads=4), r"--num-heads x --head-size must equal --hidden-size for core 'srwm': 4 x 16 = 64 != 128"),
+    (dict(hidden_size=0), r"--hidden-size must be a positive integer, got 0"),
+    (dict(num_layers=-1), r"--num-layers must be a positive integer, got -1"),
+    (dict(d_ff=2.5), r"--d-ff must be a positive integer, got 2.5"),
+    (dict(lstm_hidden_size=0), r"--lstm-hidden-size must be a positive integer, got 0"),
+    (dict(feature_size=-3), r"--feature-size must be a non-negative integer"),
+    (dict(dropout=1.0), r"--dropout must be in \[0, 1\), got 1.0"),
+    (dict(dropout=-0.1), r"--dropout must be in \[0, 1\), got -0.1"),
+    (dict(reward_clip=-1.0), r"--reward-clip must be >= 0"),
+])
+def test_validate_model_config_errors(changes, message):
+    cfg = dataclasses.replace(ModelConfig(), **changes)
+    with pytest.raises(ValueError, match=message):
+        validate_model_config(cfg)
+
+
+def test_validate_model_config_accepts_valid_configs():
+    validate_model_config(ModelConfig())
+    validate_model_config(ModelConfig(core="lstm", num_heads=3))   # heads do not apply to lstm
+    validate_model_config(ModelConfig(core="ff", hidden_size=64))
+    for f in dataclasses.fields(ModelConfig):
+        assert f.metadata.get("help"), f"ModelConfig.{f.name} has no help text"
+    assert math.isclose(ModelConfig().reward_clip, 1.0)
+    with pytest.raises(ValueError, match="num_actions must be a positive integer, got 0"):
+        Agent(ModelConfig(), (8,), "float32", 0)
