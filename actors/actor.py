@@ -81,6 +81,16 @@ class UnrollWriter:
     def fill(self, views: Dict[str, torch.Tensor], initial_state: Dict[str, torch.Tensor],
              heartbeat=None) -> List[EpisodeInfo]:
         """Write one unroll into ``views`` ``{key: [N, T+1, ...]}`` and ``initial_state``."""
+        if not getattr(self.policy, "carries_state", True):
+            # a core without carry-over (e.g. srwm_no_carry) starts every unroll from the
+            # episode-start state: re-act on the pending entry from that state so the
+            # behaviour policy is exactly what the learner re-runs
+            self.policy.reset_state()
+            self.state_before = self.policy.state_snapshot()
+            t0 = time.perf_counter()
+            self.action, self.logits, self.baseline = self.policy.act(
+                self.obs, self.reward, self.done, self.task)
+            self.timing.inference += time.perf_counter() - t0
         for k, v in self.state_before.items():
             initial_state[k].copy_(v)
         t0 = time.perf_counter()

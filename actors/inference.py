@@ -580,6 +580,7 @@ class InferenceClient:
         self.reply_timeout_s = reply_timeout_s
         self.conn: Optional[Connection] = None
         self.actor_index = -1
+        self._obs_shape = tuple(slots.io["obs"].shape[2:])
 
     def __getstate__(self):
         d = dict(self.__dict__)
@@ -610,7 +611,6 @@ class InferenceClient:
         self._in = {k: io[k][actor_index] for k in _INPUT_KEYS}              # [E, ...] views
         self._out = {k: io[k][actor_index] for k in _OUTPUT_KEYS}
         self._snap = {k: v[actor_index] for k, v in self.slots.snapshot.items()}
-        self._obs_shape = tuple(io["obs"].shape[2:])
 
     def _wait_reply(self) -> None:
         if not self.conn.poll(self.reply_timeout_s):
@@ -631,6 +631,8 @@ class InferenceClient:
 
     def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
             ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        if self.conn is None:
+            raise RuntimeError("InferenceClient.connect() must be called before acting")
         obs = np.asarray(obs)
         if obs.shape != (self.envs_per_actor,) + self._obs_shape:
             raise ValueError(f"obs must be [{self.envs_per_actor}, {', '.join(map(str, self._obs_shape))}], "

@@ -8,7 +8,9 @@ the same interface runs the agent on the learner's device instead
 * ``act(obs, reward, done, task) -> (action [N], policy_logits [N, A], baseline [N])``
   which first resets the state of rows with ``done`` and then advances it;
 * ``state_snapshot() -> {name: [N, ...]}``: the core state *before* the next ``act``;
-* ``sync() -> version``: refresh the parameters from the learner.
+* ``sync() -> version``: refresh the parameters from the learner;
+* ``carries_state`` and ``reset_state()``: cores without carry-over across unrolls
+  (``srwm_no_carry``) have their state reset at every unroll start.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class LocalPolicy:
         self.shared_params = shared_params
         self.version = -1
         self.state: State = agent.initial_state(num_envs)
+        # False for cores whose state is reset at every unroll start (srwm_no_carry)
+        self.carries_state = bool(getattr(agent, "carries_state", True))
+
+    def reset_state(self) -> None:
+        self.state = self.agent.initial_state(self.num_envs)
 
     def sync(self) -> int:
         if self.shared_params is not None:

@@ -111,7 +111,7 @@ def _start_local_ray(num_cpus: int) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", configure_logging=False)
+                 _node_ip_address="127.0.0.1")
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = old_flag
         if old_env is None:
@@ -135,7 +135,7 @@ def connect_ray(address: str = "", num_cpus: Optional[int] = None, *, ship_code:
         if ship_code:
             runtime_env = {"working_dir": str(REPO_ROOT), "excludes": list(_WORKING_DIR_EXCLUDES)}
         try:
-            ray.init(address=address, runtime_env=runtime_env, configure_logging=False)
+            ray.init(address=address, runtime_env=runtime_env)
         except ConnectionError as e:
             raise ConnectionError(f"--ray-address {address}: cannot connect to a Ray cluster ({e})") from None
     else:
@@ -329,8 +329,15 @@ class RayRolloutSource:
     def start(self) -> None:
         run, a = self.config.run, self.config.actor
         need = a.num_actors * run.ray_cpus_per_actor
+        t0 = time.monotonic()
         self.owns_ray = connect_ray(run.ray_address, num_cpus=max(int(math.ceil(need)), 1))
         self.started = True
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        log.info("ray: %s in %.1f s: %d node(s), %g CPUs, %g GPUs; token authentication %s",
+                 f"connected to {run.ray_address}" if run.ray_address else "local instance on 127.0.0.1",
+                 time.monotonic() - t0, len(nodes), ray.cluster_resources().get("CPU", 0),
+                 ray.cluster_resources().get("GPU", 0), os.environ.get("RAY_AUTH_MODE", "?"))
+        t1 = time.monotonic()
         here = ray.get_runtime_context().get_node_id()
         self.param_server = _RemoteParameterServer.options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
@@ -350,6 +357,8 @@ class RayRolloutSource:
                 f"{a.num_actors} x {run.ray_cpus_per_actor:g} = {need:g})")
         for slot, ref in zip(self.slots, infos):
             self._record_info(slot, ref)
+        log.info("ray: %d actors ready in %.1f s on %d node(s)", len(self.slots), time.monotonic() - t1,
+                 len({s.info.get("node_id") for s in self.slots}))
         now = time.monotonic()
         for slot in self.slots:
             slot.busy_since = now

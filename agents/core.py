@@ -86,6 +86,9 @@ class MemoryCore(nn.Module):
     """
 
     output_size: int
+    #: False: the runtime resets the state at the start of every unroll (an ablation
+    #: such as ``srwm_no_carry``); forward() itself always uses the state it is given.
+    carries_state_across_unrolls: bool = True
 
     def state_spec(self) -> StateSpec:
         raise NotImplementedError
@@ -142,6 +145,11 @@ def core_option_names(name: str) -> list[str]:
     return [p for p in sig.parameters if p not in ("self", "input_size")
             and sig.parameters[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                            inspect.Parameter.KEYWORD_ONLY)]
+
+
+def unregister_core(name: str) -> None:
+    """Remove a registered core (for tests that register temporary cores)."""
+    _CORES.pop(name, None)
 
 
 def make_core(name: str, input_size: int, *, strict: bool = True, **options) -> MemoryCore:

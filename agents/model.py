@@ -128,6 +128,11 @@ class Agent(nn.Module):
         self.policy = nn.Linear(self.core.output_size, num_actions)
         self.baseline = nn.Linear(self.core.output_size, 1)
 
+    @property
+    def carries_state(self) -> bool:
+        """False when the core's state is reset at every unroll start (srwm_no_carry)."""
+        return bool(getattr(self.core, "carries_state_across_unrolls", True))
+
     def state_spec(self) -> StateSpec:
         return self.core.state_spec()
 

@@ -7,13 +7,13 @@ import numpy as np
 
 def check_actions(actions, num_envs: int, num_actions: int) -> np.ndarray:
     """Return ``actions`` as an int array [N]; ValueError naming the bad value otherwise."""
-    a = np.asarray(actions)
+    a = actions if type(actions) is np.ndarray else np.asarray(actions)
     if a.shape != (num_envs,):
         raise ValueError(f"actions have shape {a.shape}, expected ({num_envs},)")
     if a.dtype.kind not in "iu":
         raise ValueError(f"actions have dtype {a.dtype}, expected an integer dtype")
-    lo, hi = int(a.min()), int(a.max())
+    lo, hi = a.min(), a.max()
     if lo < 0 or hi >= num_actions:
-        bad = lo if lo < 0 else hi
+        bad = int(lo) if lo < 0 else int(hi)
         raise ValueError(f"action {bad} out of range [0, {num_actions})")
     return a

@@ -67,6 +67,19 @@ def import_procgen():
     return procgen
 
 
+def _finished_level_seeds(env) -> np.ndarray:
+    """int64 [n]: ``prev_level_seed`` of every env of a ``ProcgenGym3Env`` after ``observe()``.
+
+    Reads gym3's info buffers (``CEnv._info``, refreshed by ``observe``) directly:
+    ``get_info()`` builds one dict per env and costs about as much as the rest of
+    this layer together. Falls back to ``get_info()`` if gym3 ever drops the attribute.
+    """
+    buffers = getattr(env, "_info", None)
+    if isinstance(buffers, dict) and "prev_level_seed" in buffers:
+        return buffers["prev_level_seed"].astype(np.int64)
+    return np.array([d["prev_level_seed"] for d in env.get_info()], dtype=np.int64)
+
+
 class ProcgenVecEnv(VecEnv):
     """N ProcGen slots, one ``ProcgenGym3Env`` per task present; see the module docstring."""
 
@@ -102,10 +115,7 @@ class ProcgenVecEnv(VecEnv):
         if self._single:
             _, env, _ = self._groups[0]
             rew, ob, first = env.observe()  # fresh copies (gym3 reuse_arrays=False)
-            seeds = None
-            if first.any():
-                seeds = np.fromiter((d["prev_level_seed"] for d in env.get_info()),
-                                    dtype=np.int64, count=self.num_envs)
+            seeds = _finished_level_seeds(env) if first.any() else None
             return ob["rgb"], rew, first, seeds
         n = self.num_envs
         obs = np.empty((n, 64, 64, 3), dtype=np.uint8)
@@ -118,7 +128,7 @@ class ProcgenVecEnv(VecEnv):
             rew_all[slots] = rew
             first_all[slots] = first
             if first.any():
-                seeds_all[slots] = [d["prev_level_seed"] for d in env.get_info()]
+                seeds_all[slots] = _finished_level_seeds(env)
         return obs, rew_all, first_all, seeds_all
 
     def reset(self) -> np.ndarray:

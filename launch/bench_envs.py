@@ -3,13 +3,17 @@
     python -m launch.bench_envs [--families procgen atari memory] [--num-envs N] [--steps S]
 
 For each family the same number of envs is stepped with the same pre-drawn random
-actions, once through :func:`envs.make_vec_env` and once through the bare library
-(ProcGen: ``ProcgenGym3Env.act`` + ``observe``; Atari: ale-py's ``AtariVectorEnv`` with
-the same preprocessing; gym: gymnasium's ``SyncVectorEnv``), alternating in rounds so
-both see the same machine load; the best round of each is reported (timeit's rule:
-the minimum is the least disturbed measurement). ``overhead`` is the project's time
-per step over the bare time per step, minus one; the target is at most 10%.
-``memory`` and ``counting`` are the project's own envs and have no bare counterpart.
+actions and the same seeds (so both play identical episodes), once through
+:func:`envs.make_vec_env` and once through the bare library (ProcGen:
+``ProcgenGym3Env.act`` + ``observe``; Atari: ale-py's ``AtariVectorEnv`` with the same
+preprocessing; gym: gymnasium's ``SyncVectorEnv``). The two alternate step by step, so
+both see the same machine load, and each round sums the time of every step per
+variant; the best of ``--rounds`` rounds is reported (timeit's rule: the minimum is
+the least disturbed measurement). Time is process CPU time by default (every thread
+of the process, so library worker threads count), which a loaded machine disturbs
+far less than elapsed time; ``--clock wall`` measures elapsed time. ``overhead`` is the project's time over the bare
+time, minus one; the target is at most 10%. ``memory`` and ``counting`` are the
+project's own envs and have no bare counterpart.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from envs import EnvConfig, make_vec_env
+from envs.registry import derive_seed
 
 FAMILIES = ("procgen", "atari", "gym", "memory", "counting")
 
@@ -30,7 +35,7 @@ def _bare_procgen(cfg: EnvConfig, game: str, n: int) -> Callable[[np.ndarray], N
     procgen = import_procgen()
     env = procgen.ProcgenGym3Env(num=n, env_name=game, distribution_mode=cfg.distribution_mode,
                                  num_levels=cfg.num_levels, start_level=cfg.start_level,
-                                 rand_seed=1, num_threads=cfg.env_threads)
+                                 rand_seed=derive_seed(cfg.seed, 0, 0, 0), num_threads=cfg.env_threads)
 
     def step(actions: np.ndarray) -> None:
         env.act(actions.astype(np.int32))
@@ -51,7 +56,7 @@ def _bare_atari(cfg: EnvConfig, game: str, n: int) -> Callable[[np.ndarray], Non
                          full_action_space=cfg.full_action_space,
                          max_num_frames_per_episode=cfg.max_episode_frames,
                          autoreset_mode=AutoresetMode.SAME_STEP, num_threads=max(1, cfg.env_threads))
-    vec.reset(seed=np.arange(n))
+    vec.reset(seed=np.array([derive_seed(cfg.seed, 0, 0, i) for i in range(n)]))
 
     def step(actions: np.ndarray) -> None:
         vec.step(actions.astype(np.int64))
@@ -63,7 +68,7 @@ def _bare_gym(env_id: str, n: int) -> Callable[[np.ndarray], None]:
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
     vec = SyncVectorEnv([lambda: gym.make(env_id)] * n, autoreset_mode=AutoresetMode.SAME_STEP)
-    vec.reset(seed=list(range(n)))
+    vec.reset(seed=[derive_seed(0, 0, 0, i) for i in range(n)])
 
     def step(actions: np.ndarray) -> None:
         vec.step(actions)
@@ -71,11 +76,21 @@ def _bare_gym(env_id: str, n: int) -> Callable[[np.ndarray], None]:
     return step
 
 
-def _time_steps(step: Callable[[np.ndarray], None], actions: np.ndarray) -> float:
-    t0 = time.perf_counter()
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+_clock = CLOCKS["cpu"]
+
+
+def _time_interleaved(variants: Dict[str, Callable[[np.ndarray], object]],
+                      actions: np.ndarray) -> Dict[str, float]:
+    """Seconds spent in each variant, stepping them in turn on every action row."""
+    spent = {k: 0.0 for k in variants}
+    clock = _clock
     for a in actions:
-        step(a)
-    return time.perf_counter() - t0
+        for k, fn in variants.items():
+            t0 = clock()
+            fn(a)
+            spent[k] += clock() - t0
+    return spent
 
 
 def bench_family(family: str, num_envs: int, steps: int, rounds: int, procgen_game: str,
@@ -97,19 +112,20 @@ def bench_family(family: str, num_envs: int, steps: int, rounds: int, procgen_ga
     elif family == "gym":
         bare = _bare_gym(gym_id, num_envs)
 
-    ours = env.step
-    variants = {"ours": ours}
-    if family == "procgen":
-        variants["ours+contiguous"] = lambda a: np.ascontiguousarray(ours(a)[0])
+    variants: Dict[str, Callable[[np.ndarray], object]] = {"ours": env.step}
     if bare is not None:
         variants["bare"] = bare
-    warm = actions[: max(1, steps // 10)]
-    for fn in variants.values():
-        _time_steps(fn, warm)
+    _time_interleaved(variants, actions[: max(1, steps // 10)])  # warm-up
     best = {k: float("inf") for k in variants}
     for _ in range(rounds):
-        for k, fn in variants.items():
-            best[k] = min(best[k], _time_steps(fn, actions))
+        for k, t in _time_interleaved(variants, actions).items():
+            best[k] = min(best[k], t)
+    if family == "procgen":
+        # What a C-contiguous [N, 3, 64, 64] copy of the channels-first view would add.
+        obs = env.step(actions[0])[0]
+        copy_s = min(_time_interleaved({"c": lambda a: np.ascontiguousarray(obs)}, actions[:50])["c"]
+                     for _ in range(rounds)) / 50
+        best["ours+contiguous"] = best["ours"] + copy_s * steps
     env.close()
 
     rows = []
@@ -134,10 +150,15 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="vector steps per round (default: procgen 300, atari 100, others 2000)")
     p.add_argument("--rounds", type=int, default=5, help="alternating timing rounds; best one kept")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                   help="cpu: process CPU time, all threads (robust on a loaded machine); "
+                        "wall: elapsed time")
     p.add_argument("--procgen-game", default="bigfish")
     p.add_argument("--atari-game", default="Pong")
     p.add_argument("--gym-id", default="CartPole-v1")
     args = p.parse_args(argv)
+    global _clock
+    _clock = CLOCKS[args.clock]
 
     defaults = {"procgen": (64, 300), "atari": (8, 100)}
     print(f"{'family':<36} {'N':>4} {'ours steps/s':>13} {'bare steps/s':>13} {'overhead':>9} {'us/env-step':>12}")

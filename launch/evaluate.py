@@ -174,13 +174,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
 def format_report(summary: dict) -> str:
     """The printed table: one block per split, the mean normalised score, the generalisation gap."""
     meta = summary["meta"]
+    if meta["family"] == "procgen":
+        env_line = f"distribution mode {meta['distribution_mode']}"
+    elif meta["family"] == "atari":
+        env_line = (f"evaluation mode (a lost life does not end the episode), up to {meta['noop_max']} "
+                    f"no-op starts, sticky actions {meta['sticky_action_prob']}, "
+                    f"{meta['max_episode_frames']:,}-frame cap")
+    else:
+        env_line = meta["env"]
     lines = [f"checkpoint {meta['checkpoint']} (step {meta['steps']:,}, core {meta['core']})",
-             f"policy {'greedy' if meta['greedy'] else 'sampled'}, seed {meta['seed']}, "
-             f"distribution mode {meta['distribution_mode']}, normalised scores: {summary['score_constants']}",
+             f"policy {'greedy' if meta['greedy'] else 'sampled'}, seed {meta['seed']}, {env_line}",
+             f"normalised scores: {summary['score_constants']}",
              "95% CI = mean +- 1.96 standard errors (normal approximation)"]
     games = summary["games"]
     for split, info in summary["splits"].items():
-        levels = ("" if info["start_level"] is None else
+        levels = ("" if info["start_level"] is None or split.startswith("levels") else
                   f" (levels {info['start_level']}-{info['start_level'] + info['num_levels'] - 1})")
         lines += ["", f"split {split}{levels}"]
         rows = []
@@ -258,6 +266,9 @@ def evaluate(args: argparse.Namespace) -> dict:
                               video_format=fmt if fmt != "auto" else "mp4", video_scale=args.video_scale,
                               video_fps=args.fps, threads=args.threads)
 
+    if args.actors == 1:
+        import torch
+        torch.set_num_threads(args.threads)
     t0 = time.time()
     bar = _progress_bar(len(jobs), args.progress)
     try:
@@ -275,6 +286,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "episodes_per_split": args.episodes, "max_steps": args.max_steps,
         "noop_max": base_env.noop_max if family == "atari" else None,
         "sticky_action_prob": base_env.sticky_action_prob if family == "atari" else None,
+        "max_episode_frames": base_env.max_episode_frames if family == "atari" else None,
         "elapsed_s": round(elapsed, 3), "total_steps": int(sum(r.length for r in results)),
     }
     summary["videos"] = [r.video for r in results if r.video]

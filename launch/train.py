@@ -151,7 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     if cfg.run.eval_episodes > 0 and summary["status"] == "finished":
         from launch.evaluate import main as evaluate_main
-        return evaluate_main([str(run_dir), "--split", "test1", "--episodes", str(cfg.run.eval_episodes),
+        split = ["--split", "test1"] if cfg.env.env.split(":", 1)[0].strip().lower() == "procgen" else []
+        return evaluate_main([str(run_dir), *split, "--episodes", str(cfg.run.eval_episodes),
                               "--actors", "1"])
     return 0
 

@@ -37,11 +37,10 @@ import os
 import queue
 import shutil
 import subprocess
-import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -415,6 +414,9 @@ class EpisodeRunner:
                     sl.length += 1
                     if finished:
                         ep = finished[0]
+                        if sl.job.level != NO_LEVELS and ep.level_seed != sl.job.level:
+                            raise RuntimeError(f"{sl.job.env_spec} reported level {ep.level_seed} for an "
+                                               f"episode planned on level {sl.job.level}")
                         on_result(self._finish(sl, ep.episode_return, ep.length, ep.level_seed, False))
                     elif sl.done:
                         raise RuntimeError(f"env {sl.job.env_spec} started a new episode without reporting "
@@ -668,6 +670,3 @@ def default_video_format() -> str:
     """``mp4`` where an ffmpeg is available, else ``gif``."""
     return "mp4" if find_ffmpeg() is not None else "gif"
 
-
-def elapsed_since(t0: float) -> float:
-    return time.time() - t0

@@ -75,7 +75,8 @@ def build(name: str, seed: int = 0, **overrides):
 
 
 def carries_state(core) -> bool:
-    return getattr(core, "carries_state", True)
+    """Every core's forward() uses the state it is given (no-carry ablations are reset by the runtime)."""
+    return True
 
 
 def has_memory(core) -> bool:
@@ -220,17 +221,10 @@ def test_state_carried_across_unroll_boundary(name):
         assert not torch.allclose(y2[:21, 1], y_all[40:61, 1]), "the carried state was used"
 
 
-@pytest.mark.parametrize("name", [n for n in CORES if not getattr(
-    core_module._CORES.get(n) or DOC_CORES.get(n), "carries_state", True)])
-def test_non_carrying_core_ignores_incoming_state(name):
-    core = build(name)
-    x = randn(5, 2, INPUT_SIZE, seed=7)
-    reset = torch.zeros(5, 2, dtype=torch.bool)
-    y_given, s_given = core(x, random_state(core, 2), reset)
-    y_fresh, s_fresh = core(x, core.initial_state(2), reset)
-    torch.testing.assert_close(y_given, y_fresh, rtol=0, atol=0)
-    assert_states_close(s_given, s_fresh, rtol=0, atol=0)
-    core.state_spec().check(s_given, batch_size=2)
+def test_no_carry_core_is_flagged_for_the_runtime():
+    """srwm_no_carry equals srwm inside a call; the runtime resets it at unroll starts."""
+    assert build("srwm_no_carry").carries_state_across_unrolls is False
+    assert build("srwm").carries_state_across_unrolls is True
 
 
 # ============================================================================ gradients
@@ -412,8 +406,7 @@ def test_layer_equations_match_naive_implementation(name):
     reset = torch.tensor([[False, True], [False, False], [True, False], [False, False]])
     state = random_state(core, B)
     y, final = core(x, state, reset)
-    naive_state = core.initial_state(B) if name == "srwm_no_carry" else state
-    want_y, want_state = naive_core(name, core, x, naive_state, reset)
+    want_y, want_state = naive_core(name, core, x, state, reset)
     torch.testing.assert_close(y, want_y, rtol=1e-10, atol=1e-10)
     assert_states_close(final, want_state, rtol=1e-10, atol=1e-10)
 

@@ -275,7 +275,7 @@ def test_forwards_are_split_at_the_max_batch_size():
 def test_full_forwards_run_at_once_and_the_remainder_waits():
     """max_batch 3, actors 0 and 1 (2 envs each) ask, actor 2 is silent: one full forward of
     3 rows answers actor 0 at once; actor 1's last row waits for the timeout."""
-    E, A, timeout = 2, 3, 0.6
+    E, A, timeout = 2, 3, 1.5
     agent = make_agent("srwm")
     local = LocalPolicy(make_agent("srwm"), 2 * E)
     rng = np.random.default_rng(9)
@@ -300,7 +300,7 @@ def test_full_forwards_run_at_once_and_the_remainder_waits():
         stats = server.take_stats()
     _check_against_local(results, inputs, local, E)
     assert stats["batch_rows"] == {3: 1, 1: 1}, stats
-    assert latency[0] < timeout - 0.1 <= latency[1], latency
+    assert latency[0] < timeout - 0.5 and latency[1] >= timeout - 0.05, latency
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,21 +372,24 @@ def test_learner_rerun_from_server_state_reproduces_the_acting_outputs(core):
 # ---------------------------------------------------------------------------------------
 
 def _actor_process(client, actor_index, envs, seed, steps, conn):
-    """A stand-in actor: acts on seeded inputs and sends back what it got (``steps`` < 0: forever)."""
+    """A stand-in actor: acts on seeded inputs and sends back what it got.
+
+    ``steps`` > 0: that many steps. ``steps`` == 0: one step every 20 ms until the test
+    sends "stop"; "running" is sent after 3 steps."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     client.connect(actor_index, envs)
     as_numpy = lambda state: {k: v.numpy() for k, v in state.items()}   # noqa: E731  (no fd passing)
     conn.send(("snapshot", as_numpy(client.state_snapshot())))
     out = []
-    step = 0
-    while steps < 0 or step < steps:
-        inputs = make_inputs(rng, envs, done_p=1.0 if step == 0 else 0.2)
+    while (len(out) < steps) if steps > 0 else not conn.poll():
+        inputs = make_inputs(rng, envs, done_p=1.0 if not out else 0.2)
         _, logits, baseline = client.act(*inputs)
         out.append((logits.numpy(), baseline.numpy()))
-        step += 1
-        if steps < 0 and step == 3:
-            conn.send(("running", None))
+        if steps == 0:
+            if len(out) == 3:
+                conn.send(("running", None))
+            time.sleep(0.02)
     conn.send(("done", (out, as_numpy(client.state_snapshot()))))
     client.close()
 
@@ -401,7 +404,7 @@ def _expected(seed, envs, steps):
     return out, local.state_snapshot()
 
 
-def _recv(conn, kind, timeout=60):
+def _recv(conn, kind, timeout=90):
     assert conn.poll(timeout), f"no {kind!r} message from the actor process"
     msg = conn.recv()
     assert msg[0] == kind, msg
@@ -414,51 +417,56 @@ def _recv(conn, kind, timeout=60):
     return msg[1]
 
 
-@pytest.mark.timeout(120)
-def test_actor_restart_while_the_server_runs():
-    """Actor 0 is SIGKILLed mid-run and restarted as a new process; actor 1 runs throughout."""
-    E = 2
-    ctx = multiprocessing.get_context("spawn")
-    agent = make_agent("srwm")
-    fresh = agent.initial_state(E)
-    with Server(agent, num_actors=2, envs=E, timeout_ms=5) as server:
-        p0_conn, c0 = ctx.Pipe()
-        p1_conn, c1 = ctx.Pipe()
-        a0 = ctx.Process(target=_actor_process, args=(server.client(), 0, E, 11, -1, c0), daemon=True)
-        a1 = ctx.Process(target=_actor_process, args=(server.client(), 1, E, 22, 400, c1), daemon=True)
-        a0.start()
-        a1.start()
-        try:
-            _recv(p0_conn, "snapshot")
-            _recv(p1_conn, "snapshot")
-            _recv(p0_conn, "running")                 # actor 0 is acting: kill it mid-run
-            os.kill(a0.pid, signal.SIGKILL)
-            a0.join(10)
-            server.reset_actor(0)
-            p2_conn, c2 = ctx.Pipe()
-            a2 = ctx.Process(target=_actor_process, args=(server.client(), 0, E, 33, 10, c2), daemon=True)
-            a2.start()
-            assert_states_equal(_recv(p2_conn, "snapshot"), fresh)   # the new incarnation starts fresh
-            out2, snap2 = _recv(p2_conn, "done")
-            out1, snap1 = _recv(p1_conn, "done", timeout=90)
-            a1.join(10)
-            a2.join(10)
-        finally:
-            for p in (a0, a1):
-                if p.is_alive():
-                    p.kill()
-    for got, (want, want_snap) in ((out2, _expected(33, E, 10)), (out1, _expected(22, E, 400))):
-        assert len(got) == len(want)
-        for (l, b), (lw, bw) in zip(got, want):
-            torch.testing.assert_close(l, lw, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(b, bw, rtol=1e-5, atol=1e-6)
-    assert_close_states(snap2, _expected(33, E, 10)[1])
-
-
 def assert_close_states(a, b):
     assert set(a) == set(b)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.timeout(180)
+def test_actor_restart_while_the_server_runs():
+    """Actor 0 is SIGKILLed mid-run and restarted as a new process; actor 1 acts throughout."""
+    E = 2
+    ctx = multiprocessing.get_context("spawn")
+    agent = make_agent("srwm")
+    procs = []
+
+    def spawn(actor, seed, steps):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_actor_process, args=(server.client(), actor, E, seed, steps, child), daemon=True)
+        p.start()
+        procs.append(p)
+        return p, parent
+
+    with Server(agent, num_actors=2, envs=E, timeout_ms=5) as server:
+        try:
+            a0, p0 = spawn(0, 11, 0)
+            a1, p1 = spawn(1, 22, 0)
+            _recv(p0, "snapshot")
+            _recv(p1, "snapshot")
+            _recv(p0, "running")
+            _recv(p1, "running")
+            os.kill(a0.pid, signal.SIGKILL)            # actor 0 dies mid-run
+            a0.join(10)
+            server.reset_actor(0)                      # what the pool does before respawning
+            a2, p2 = spawn(0, 33, 10)
+            assert_states_equal(_recv(p2, "snapshot"), agent.initial_state(E))   # starts fresh
+            out2, snap2 = _recv(p2, "done")
+            p1.send("stop")
+            out1, snap1 = _recv(p1, "done")
+        finally:
+            for p in procs:
+                p.join(5)
+                if p.is_alive():
+                    p.kill()
+        stats = server.take_stats()
+    assert stats["errors"] == 0
+    for got, got_snap, seed in ((out2, snap2, 33), (out1, snap1, 22)):
+        want, want_snap = _expected(seed, E, len(got))
+        for (l, b), (lw, bw) in zip(got, want):
+            torch.testing.assert_close(l, lw, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(b, bw, rtol=1e-5, atol=1e-6)
+        assert_close_states(got_snap, want_snap)
 
 
 def test_reconnecting_actor_replaces_its_old_connection():

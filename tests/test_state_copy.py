@@ -76,3 +76,15 @@ def test_counting_env_observations_follow_the_step_count():
     # the first observation component changes at every step; all observations differ
     flat = obs.reshape(obs.shape[0], -1)
     assert len({tuple(r.tolist()) for r in flat}) == flat.shape[0]
+
+
+def test_no_carry_core_starts_every_unroll_from_the_episode_start_state():
+    agent, bufs, layout = _collect("srwm_no_carry")
+    assert agent.carries_state is False
+    for g in range(layout.num_groups):
+        _, init = bufs.group_view(g)
+        assert all(float(v.abs().max()) == 0.0 for v in init.values())
+    # while a carrying core hands over a non-zero state
+    _, bufs2, layout2 = _collect("srwm")
+    _, init2 = bufs2.group_view(layout2.num_groups - 1)
+    assert any(float(v.abs().max()) > 0.0 for v in init2.values())

@@ -1,34 +1,27 @@
 """SRWM without carry-over (ablation of Irie et al., ICML 2022, DESIGN.md section 4).
 
-The SRWM core of :mod:`agents.cores.srwm`, except that its fast-weight differences
-are reset at the start of every unroll instead of being carried across unrolls:
-every ``forward()`` call starts from a zero difference (the slow weights) whatever
-state is passed in, and still returns its final state (right spec) so that the
-rest of the system treats it like any other core. Within one call the
-self-modifications accumulate and episode resets apply as usual.
+The SRWM core of :mod:`agents.cores.srwm` whose fast-weight differences are reset at
+the start of every unroll instead of being carried from one unroll to the next.
 
-Note: called one step at a time (T = 1, as when acting) this core has no memory at
-all; its memory spans exactly the steps given to one call.
+Within a ``forward()`` call it is exactly the SRWM (the state passed in is used, so
+acting one step at a time still has memory inside the unroll). The class attribute
+``carries_state_across_unrolls = False`` tells the runtime to start every unroll from
+the episode-start state: the actor resets the state before entry 0 of each unroll and
+re-acts on that entry, and stores that zero state as ``initial_core_state``, so the
+behaviour policy is exactly the policy the learner re-runs. (The IDSIA code reset the
+state inside every forward call instead, so its actors, calling one step at a time,
+acted with no memory at all while its learner trained with memory.)
 """
 
 from __future__ import annotations
 
-from typing import Tuple
-
-import torch
-
-from agents.core import State, register_core
+from agents.core import register_core
 
 from .srwm import SRWMCore
 
 
 @register_core("srwm_no_carry")
 class SRWMNoCarryCore(SRWMCore):
-    """SRWM whose every forward() call starts from the slow weights (zero difference)."""
+    """SRWM whose state the runtime resets at the start of every unroll."""
 
-    carries_state = False  # forward() ignores the incoming state
-
-    def forward(self, x: torch.Tensor, state: State, reset: torch.Tensor) -> Tuple[torch.Tensor, State]:
-        # x: [T, B, input_size]; the incoming state is replaced by the episode-start state.
-        fresh = self.initial_state(x.shape[1], device=x.device)
-        return super().forward(x, fresh, reset)
+    carries_state_across_unrolls = False

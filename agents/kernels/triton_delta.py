@@ -37,7 +37,7 @@ import triton.language as tl
 
 __all__ = ["delta_rule_triton"]
 
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # Sums are written ``tl.reduce(x, axis, _ADD)`` with Triton's own combine function: on
 # the GPU this is exactly ``tl.sum`` for fp32, and the CPU interpreter
@@ -54,7 +54,7 @@ def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
                       out_ptr, sT_ptr, res_ptr,
                       T, B, H,
                       DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
-                      STORE_RES: tl.constexpr):
+                      STORE_RES: tl.constexpr, ACC: tl.constexpr):
     """Forward over the unroll for one (value block, batch row, head).
 
     Pointers advance by one time step per iteration (additions only: cheaper than
@@ -69,7 +69,7 @@ def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
     mv = rv < DV
     m_s = mk[:, None] & mv[None, :]             # [DKP, BV]
     o_s = i_bh * DK * DV + rk[:, None] * DV + rv[None, :]
-    S = tl.load(s0_ptr + o_s, mask=m_s, other=0.0).to(tl.float32)   # [DKP, BV]
+    S = tl.load(s0_ptr + o_s, mask=m_s, other=0.0).to(ACC)   # [DKP, BV]
 
     stride_k = B * H * DK                        # one time step of q / k
     stride_v = B * H * DV                        # one time step of v / out / res
@@ -82,10 +82,10 @@ def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
     p_reset = reset_ptr + i_b
     for _ in range(T):
         S = tl.where(tl.load(p_reset) != 0, 0.0, S)
-        k_t = tl.load(p_k, mask=mk, other=0.0).to(tl.float32)          # [DKP]
-        q_t = tl.load(p_q, mask=mk, other=0.0).to(tl.float32)          # [DKP]
-        v_t = tl.load(p_v, mask=mv, other=0.0).to(tl.float32)          # [BV]
-        beta_t = tl.load(p_beta).to(tl.float32)
+        k_t = tl.load(p_k, mask=mk, other=0.0).to(ACC)          # [DKP]
+        q_t = tl.load(p_q, mask=mk, other=0.0).to(ACC)          # [DKP]
+        v_t = tl.load(p_v, mask=mv, other=0.0).to(ACC)          # [BV]
+        beta_t = tl.load(p_beta).to(ACC)
         r_t = v_t - tl.reduce(S * k_t[:, None], 0, _ADD)               # [BV]  v - S^T k
         if STORE_RES:
             tl.store(p_r, r_t, mask=mv)
@@ -107,7 +107,7 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
                       dq_ptr, dk_ptr, dv_ptr, dbeta_ptr, ds0_ptr, dvold_ptr,
                       T, B, H,
                       DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
-                      DETACH: tl.constexpr):
+                      DETACH: tl.constexpr, ACC: tl.constexpr):
     """Backward for one (value block, batch row, head).
 
     dq_ptr, dk_ptr: [NV, T, B, H, DK] partial sums over value blocks;
@@ -144,17 +144,17 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
     p_dbeta = dbeta_ptr + (T - 1) * B * H + o_pb
     p_reset = reset_ptr + (T - 1) * B + i_b
     if DETACH:
-        dS = tl.zeros([DKP, BV], dtype=tl.float32)
+        dS = tl.zeros([DKP, BV], dtype=ACC)
     else:
-        dS = tl.load(dsT_ptr + o_s, mask=m_s, other=0.0).to(tl.float32)      # [DKP, BV]
+        dS = tl.load(dsT_ptr + o_s, mask=m_s, other=0.0).to(ACC)      # [DKP, BV]
     for _ in range(T):
         if DETACH:
-            dS = tl.zeros([DKP, BV], dtype=tl.float32)
-        q_t = tl.load(p_q, mask=mk, other=0.0).to(tl.float32)                 # [DKP]
-        k_t = tl.load(p_k, mask=mk, other=0.0).to(tl.float32)                 # [DKP]
-        do_t = tl.load(p_do, mask=mv, other=0.0).to(tl.float32)               # [BV]
+            dS = tl.zeros([DKP, BV], dtype=ACC)
+        q_t = tl.load(p_q, mask=mk, other=0.0).to(ACC)                 # [DKP]
+        k_t = tl.load(p_k, mask=mk, other=0.0).to(ACC)                 # [DKP]
+        do_t = tl.load(p_do, mask=mv, other=0.0).to(ACC)               # [BV]
         r_t = tl.load(p_r, mask=mv, other=0.0)                                # [BV]
-        beta_t = tl.load(p_beta).to(tl.float32)
+        beta_t = tl.load(p_beta).to(ACC)
         dS += q_t[:, None] * do_t[None, :]                                    # o_t = S_t^T q_t
         tl.store(p_dk, tl.reduce(dS * (beta_t * r_t)[None, :], 1, _ADD), mask=mk)   # S' + k u^T
         du = tl.reduce(dS * k_t[:, None], 0, _ADD)                            # [BV] dL/du, u = beta r
@@ -179,7 +179,7 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
     tl.debug_barrier()   # pass 2 reads dk / dvold written by other threads of this program
 
     # Pass 2, forward in time: recompute S (resets applied) for the S-dependent terms.
-    S = tl.load(s0_ptr + o_s, mask=m_s, other=0.0).to(tl.float32)            # [DKP, BV]
+    S = tl.load(s0_ptr + o_s, mask=m_s, other=0.0).to(ACC)            # [DKP, BV]
     p_k = k_ptr + o_k
     p_dk = dk_ptr + o_pk
     p_dq = dq_ptr + o_pk
@@ -190,11 +190,11 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
     p_reset = reset_ptr + i_b
     for _ in range(T):
         S = tl.where(tl.load(p_reset) != 0, 0.0, S)
-        k_t = tl.load(p_k, mask=mk, other=0.0).to(tl.float32)                 # [DKP]
-        do_t = tl.load(p_do, mask=mv, other=0.0).to(tl.float32)               # [BV]
+        k_t = tl.load(p_k, mask=mk, other=0.0).to(ACC)                 # [DKP]
+        do_t = tl.load(p_do, mask=mv, other=0.0).to(ACC)               # [BV]
         r_t = tl.load(p_r, mask=mv, other=0.0)                                # [BV]
         dvold = tl.load(p_dvold, mask=mv, other=0.0)                          # [BV]
-        beta_t = tl.load(p_beta).to(tl.float32)
+        beta_t = tl.load(p_beta).to(ACC)
         dk_t = tl.load(p_dk, mask=mk, other=0.0) + tl.reduce(S * dvold[None, :], 1, _ADD)
         tl.store(p_dk, dk_t, mask=mk)                                         # v_old = S'^T k
         S = S + k_t[:, None] * (beta_t * r_t)[None, :]
@@ -225,6 +225,14 @@ def _num_warps(DKP: int, BV: int) -> int:
     return 1 if DKP * BV <= 512 else 2 if DKP * BV <= 2048 else 4
 
 
+def _acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype: float64 if any input is float64 (used by gradcheck), else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+_TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
 def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: Optional[int] = None):
     """Launch the forward kernel on contiguous inputs. Returns (out, final_state, res)."""
     T, B, H, DK = q.shape
@@ -234,24 +242,26 @@ def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: 
     NV = triton.cdiv(DV, BV)
     out = torch.empty(T, B, H, DV, device=q.device, dtype=q.dtype)        # [T, B, H, Dv]
     final = torch.empty_like(state)                                       # [B, H, Dk, Dv]
-    res = (torch.empty(T, B, H, DV, device=q.device, dtype=torch.float32)  # [T, B, H, Dv]
+    acc = _acc_dtype(q, k, v, beta, state)
+    res = (torch.empty(T, B, H, DV, device=q.device, dtype=acc)            # [T, B, H, Dv]
            if store_res else out)                                         # (dummy pointer when unused)
     _delta_fwd_kernel[(NV, B * H)](
         q, k, v, beta, state, reset_u8, out, final, res, T, B, H,
-        DK=DK, DV=DV, DKP=DKP, BV=BV, STORE_RES=store_res, num_warps=_num_warps(DKP, BV))
+        DK=DK, DV=DV, DKP=DKP, BV=BV, STORE_RES=store_res, ACC=_TL_DTYPE[acc],
+        num_warps=_num_warps(DKP, BV))
     return out, final, (res if store_res else None)
 
 
 def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach: bool,
                     block_v: Optional[int] = None):
-    """Launch the backward kernel. Returns fp32 (dq, dk, dv, dbeta, dstate)."""
+    """Launch the backward kernel. Returns (dq, dk, dv, dbeta, dstate) in the accumulation dtype."""
     T, B, H, DK = q.shape
     DV = res.shape[-1]
     DKP = triton.next_power_of_2(DK)
     BV = _block_v(DV, block_v, backward=True)
     NV = triton.cdiv(DV, BV)
     dev = q.device
-    f32 = torch.float32
+    f32 = res.dtype                                                        # accumulation dtype
     dq = torch.empty(NV, T, B, H, DK, device=dev, dtype=f32)             # partial over value blocks
     dk = torch.empty(NV, T, B, H, DK, device=dev, dtype=f32)
     dbeta = torch.empty(NV, T, B, H, device=dev, dtype=f32)
@@ -261,7 +271,7 @@ def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach:
     _delta_bwd_kernel[(NV, B * H)](
         q, k, beta, state, reset_u8, res, d_out, d_final,
         dq, dk, dv, dbeta, ds0, dvold, T, B, H,
-        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, num_warps=_num_warps(DKP, BV))
+        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=_TL_DTYPE[f32], num_warps=_num_warps(DKP, BV))
     return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), ds0
 
 
@@ -309,7 +319,7 @@ def _check_inputs(q, k, v, beta, state, reset):
         raise ValueError(f"reset must be [T, B] = [{T}, {B}], got {list(reset.shape)}")
     for name, t in (("q", q), ("k", k), ("v", v), ("beta", beta), ("state", state)):
         if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton delta rule supports float32, float16, bfloat16")
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton delta rule supports float32, float16, bfloat16, float64")
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
     if reset.device != q.device:

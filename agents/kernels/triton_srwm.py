@@ -36,7 +36,7 @@ import triton.language as tl
 __all__ = ["srwm_triton", "DEFAULT_CHUNK"]
 
 SRWM_KEYS = ("y", "q", "k", "b")
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 DEFAULT_CHUNK = 16
 
 # Reductions go through tl.reduce with Triton's own combine functions: identical to
@@ -55,7 +55,7 @@ def _srwm_fwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr,
                      y_ptr, fy_ptr, fq_ptr, fk_ptr, fb_ptr, ckpt_ptr,
                      T, B, H, C, NC,
                      D: tl.constexpr, DY: tl.constexpr, DP: tl.constexpr, DYP: tl.constexpr,
-                     STORE_CKPT: tl.constexpr):
+                     STORE_CKPT: tl.constexpr, ACC: tl.constexpr):
     """Forward for one (batch row, head). ckpt_ptr: [B*H, NC, SZ] fp32 padded tiles."""
     i_bh = tl.program_id(0).to(tl.int64)        # b * H + h
     i_b = i_bh // H
@@ -77,10 +77,10 @@ def _srwm_fwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr,
     p_sk = sk_ptr + i_h * D * D + o_dd
     p_sb = sb_ptr + i_h * 4 * D + o_4d
     # carried differences
-    Ay = tl.load(ay_ptr + i_bh * DY * D + o_yd, mask=m_yd, other=0.0).to(tl.float32)
-    Aq = tl.load(aq_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(tl.float32)
-    Ak = tl.load(ak_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(tl.float32)
-    Ab = tl.load(ab_ptr + i_bh * 4 * D + o_4d, mask=m_4d, other=0.0).to(tl.float32)
+    Ay = tl.load(ay_ptr + i_bh * DY * D + o_yd, mask=m_yd, other=0.0).to(ACC)
+    Aq = tl.load(aq_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(ACC)
+    Ak = tl.load(ak_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(ACC)
+    Ab = tl.load(ab_ptr + i_bh * 4 * D + o_4d, mask=m_4d, other=0.0).to(ACC)
     # checkpoint layout: padded tiles y | q | k | b
     SZ: tl.constexpr = DYP * DP + 2 * DP * DP + 4 * DP
     c_y = ry[:, None] * DP + rd[None, :]
@@ -105,11 +105,11 @@ def _srwm_fwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr,
         Aq = tl.where(rst, 0.0, Aq)
         Ak = tl.where(rst, 0.0, Ak)
         Ab = tl.where(rst, 0.0, Ab)
-        x_t = tl.load(p_x, mask=md, other=0.0).to(tl.float32)                 # [DP]
-        Wy = tl.load(p_sy, mask=m_yd, other=0.0).to(tl.float32) + Ay          # [DYP, DP]
-        Wq = tl.load(p_sq, mask=m_dd, other=0.0).to(tl.float32) + Aq          # [DP, DP]
-        Wk = tl.load(p_sk, mask=m_dd, other=0.0).to(tl.float32) + Ak          # [DP, DP]
-        Wb = tl.load(p_sb, mask=m_4d, other=0.0).to(tl.float32) + Ab          # [4, DP]
+        x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)                 # [DP]
+        Wy = tl.load(p_sy, mask=m_yd, other=0.0).to(ACC) + Ay          # [DYP, DP]
+        Wq = tl.load(p_sq, mask=m_dd, other=0.0).to(ACC) + Aq          # [DP, DP]
+        Wk = tl.load(p_sk, mask=m_dd, other=0.0).to(ACC) + Ak          # [DP, DP]
+        Wb = tl.load(p_sb, mask=m_4d, other=0.0).to(ACC) + Ab          # [4, DP]
         y_t = tl.reduce(Wy * x_t[None, :], 1, _ADD)                          # [DYP]
         sq = tl.where(md, tl.reduce(Wq * x_t[None, :], 1, _ADD), float("-inf"))
         eq = tl.exp(sq - tl.reduce(sq, 0, _MAX))
@@ -148,7 +148,7 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
                      day_ptr, daq_ptr, dak_ptr, dab_ptr,
                      T, B, H, C, NC,
                      D: tl.constexpr, DY: tl.constexpr, DP: tl.constexpr, DYP: tl.constexpr,
-                     DETACH: tl.constexpr):
+                     DETACH: tl.constexpr, ACC: tl.constexpr):
     """Backward for one (batch row, head).
 
     g*_ptr: gradient of the final delta [B, H, rows, D]; scr_ptr: [B*H, C, SZ] fp32 scratch;
@@ -182,20 +182,20 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
 
     # G_j = dL/dA_j for the state after the step being processed (starts at the final state).
     if DETACH:
-        Gy = tl.zeros([DYP, DP], dtype=tl.float32)
-        Gq = tl.zeros([DP, DP], dtype=tl.float32)
-        Gk = tl.zeros([DP, DP], dtype=tl.float32)
-        Gb = tl.zeros([4, DP], dtype=tl.float32)
+        Gy = tl.zeros([DYP, DP], dtype=ACC)
+        Gq = tl.zeros([DP, DP], dtype=ACC)
+        Gk = tl.zeros([DP, DP], dtype=ACC)
+        Gb = tl.zeros([4, DP], dtype=ACC)
     else:
-        Gy = tl.load(gy_ptr + i_bh * DY * D + o_yd, mask=m_yd, other=0.0).to(tl.float32)
-        Gq = tl.load(gq_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(tl.float32)
-        Gk = tl.load(gk_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(tl.float32)
-        Gb = tl.load(gb_ptr + i_bh * 4 * D + o_4d, mask=m_4d, other=0.0).to(tl.float32)
+        Gy = tl.load(gy_ptr + i_bh * DY * D + o_yd, mask=m_yd, other=0.0).to(ACC)
+        Gq = tl.load(gq_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(ACC)
+        Gk = tl.load(gk_ptr + i_bh * D * D + o_dd, mask=m_dd, other=0.0).to(ACC)
+        Gb = tl.load(gb_ptr + i_bh * 4 * D + o_4d, mask=m_4d, other=0.0).to(ACC)
     # per-step local gradients of W_j, summed over time: the slow-weight gradients
-    Ey = tl.zeros([DYP, DP], dtype=tl.float32)
-    Eq = tl.zeros([DP, DP], dtype=tl.float32)
-    Ek = tl.zeros([DP, DP], dtype=tl.float32)
-    Eb = tl.zeros([4, DP], dtype=tl.float32)
+    Ey = tl.zeros([DYP, DP], dtype=ACC)
+    Eq = tl.zeros([DP, DP], dtype=ACC)
+    Ek = tl.zeros([DP, DP], dtype=ACC)
+    Eb = tl.zeros([4, DP], dtype=ACC)
 
     for ci in range(NC):
         c = NC - 1 - ci
@@ -218,15 +218,15 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
             Aq = tl.where(rst, 0.0, Aq)
             Ak = tl.where(rst, 0.0, Ak)
             Ab = tl.where(rst, 0.0, Ab)
-            Wy = tl.load(p_sy, mask=m_yd, other=0.0).to(tl.float32) + Ay
-            Wq = tl.load(p_sq, mask=m_dd, other=0.0).to(tl.float32) + Aq
-            Wk = tl.load(p_sk, mask=m_dd, other=0.0).to(tl.float32) + Ak
-            Wb = tl.load(p_sb, mask=m_4d, other=0.0).to(tl.float32) + Ab
+            Wy = tl.load(p_sy, mask=m_yd, other=0.0).to(ACC) + Ay
+            Wq = tl.load(p_sq, mask=m_dd, other=0.0).to(ACC) + Aq
+            Wk = tl.load(p_sk, mask=m_dd, other=0.0).to(ACC) + Ak
+            Wb = tl.load(p_sb, mask=m_4d, other=0.0).to(ACC) + Ab
             tl.store(p_s + c_y, Wy)
             tl.store(p_s + c_q, Wq)
             tl.store(p_s + c_k, Wk)
             tl.store(p_s + c_b, Wb)
-            x_t = tl.load(p_x, mask=md, other=0.0).to(tl.float32)
+            x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)
             sq = tl.where(md, tl.reduce(Wq * x_t[None, :], 1, _ADD), float("-inf"))
             eq = tl.exp(sq - tl.reduce(sq, 0, _MAX))
             q_t = eq / tl.reduce(eq, 0, _ADD)
@@ -247,10 +247,10 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
             p_reset += B
             p_s += SZ
         rst = tl.load(p_reset) != 0
-        tl.store(p_s + c_y, tl.load(p_sy, mask=m_yd, other=0.0).to(tl.float32) + tl.where(rst, 0.0, Ay))
-        tl.store(p_s + c_q, tl.load(p_sq, mask=m_dd, other=0.0).to(tl.float32) + tl.where(rst, 0.0, Aq))
-        tl.store(p_s + c_k, tl.load(p_sk, mask=m_dd, other=0.0).to(tl.float32) + tl.where(rst, 0.0, Ak))
-        tl.store(p_s + c_b, tl.load(p_sb, mask=m_4d, other=0.0).to(tl.float32) + tl.where(rst, 0.0, Ab))
+        tl.store(p_s + c_y, tl.load(p_sy, mask=m_yd, other=0.0).to(ACC) + tl.where(rst, 0.0, Ay))
+        tl.store(p_s + c_q, tl.load(p_sq, mask=m_dd, other=0.0).to(ACC) + tl.where(rst, 0.0, Aq))
+        tl.store(p_s + c_k, tl.load(p_sk, mask=m_dd, other=0.0).to(ACC) + tl.where(rst, 0.0, Ak))
+        tl.store(p_s + c_b, tl.load(p_sb, mask=m_4d, other=0.0).to(ACC) + tl.where(rst, 0.0, Ab))
         tl.debug_barrier()   # the reverse pass reads scratch written by other threads
 
         # (2) back-propagate through the chunk's steps in reverse
@@ -265,8 +265,8 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
             Wq = tl.load(p_s + c_q)                                                # [DP, DP]
             Wk = tl.load(p_s + c_k)                                                # [DP, DP]
             Wb = tl.load(p_s + c_b)                                                # [4, DP]
-            x_t = tl.load(p_x, mask=md, other=0.0).to(tl.float32)                  # [DP]
-            dy_t = tl.load(p_dy, mask=ry < DY, other=0.0).to(tl.float32)          # [DYP]
+            x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)                  # [DP]
+            dy_t = tl.load(p_dy, mask=ry < DY, other=0.0).to(ACC)          # [DYP]
             # recompute the step's reads
             sq = tl.where(md, tl.reduce(Wq * x_t[None, :], 1, _ADD), float("-inf"))
             eq = tl.exp(sq - tl.reduce(sq, 0, _MAX))
@@ -285,10 +285,10 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
             e_k = tl.reduce(Wk * d_t[None, :], 1, _ADD)                           # [DP]
             e_b = tl.reduce(Wb * d_t[None, :], 1, _ADD)                           # [4]
             if DETACH:                       # the state after this step is cut off
-                Gy = tl.zeros([DYP, DP], dtype=tl.float32)
-                Gq = tl.zeros([DP, DP], dtype=tl.float32)
-                Gk = tl.zeros([DP, DP], dtype=tl.float32)
-                Gb = tl.zeros([4, DP], dtype=tl.float32)
+                Gy = tl.zeros([DYP, DP], dtype=ACC)
+                Gq = tl.zeros([DP, DP], dtype=ACC)
+                Gk = tl.zeros([DP, DP], dtype=ACC)
+                Gb = tl.zeros([4, DP], dtype=ACC)
             # A_j' = A_j + b_j e_j k^T with e_j = W_j d
             gky = tl.reduce(Gy * k_t[None, :], 1, _ADD)                            # [DYP] G k
             gkq = tl.reduce(Gq * k_t[None, :], 1, _ADD)
@@ -358,6 +358,14 @@ def _num_warps(DP: int, DYP: int, backward: bool) -> int:
     return 1 if tile <= 256 else 2 if tile <= 1024 else 8
 
 
+def _acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype: float64 if any input is float64 (used by gradcheck), else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+_TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
 def _sizes(x, Wy, chunk):
     T, B, H, D = x.shape
     DY = Wy.shape[1]
@@ -374,19 +382,21 @@ def _srwm_forward(x, slow, delta, reset_u8, *, store_ckpt: bool, chunk: int):
     T, B, H, D, DY, DP, DYP, C, NC, SZ = _sizes(x, slow[0], chunk)
     y = torch.empty(T, B, H, DY, device=x.device, dtype=x.dtype)                 # [T, B, H, Dy]
     final = tuple(torch.empty_like(a) for a in delta)                            # [B, H, rows, D]
-    ckpt = (torch.empty(B * H, NC, SZ, device=x.device, dtype=torch.float32)
+    acc = _acc_dtype(x, *slow, *delta)
+    ckpt = (torch.empty(B * H, NC, SZ, device=x.device, dtype=acc)              # [B*H, NC, SZ]
             if store_ckpt else y)                                                # dummy when unused
     _srwm_fwd_kernel[(B * H,)](
         x, *slow, *delta, reset_u8, y, *final, ckpt, T, B, H, C, NC,
-        D=D, DY=DY, DP=DP, DYP=DYP, STORE_CKPT=store_ckpt, num_warps=_num_warps(DP, DYP, backward=False))
+        D=D, DY=DY, DP=DP, DYP=DYP, STORE_CKPT=store_ckpt, ACC=_TL_DTYPE[acc],
+        num_warps=_num_warps(DP, DYP, backward=False))
     return y, final, (ckpt if store_ckpt else None)
 
 
 def _srwm_backward(x, slow, reset_u8, ckpt, d_y, g_final, *, detach: bool, chunk: int):
-    """Launch the backward kernel. Returns fp32 (dx, d_slow tuple, d_delta tuple)."""
+    """Launch the backward kernel. Returns (dx, d_slow tuple, d_delta tuple) in the accumulation dtype."""
     T, B, H, D, DY, DP, DYP, C, NC, SZ = _sizes(x, slow[0], chunk)
     dev = x.device
-    f32 = torch.float32
+    f32 = ckpt.dtype                                                             # accumulation dtype
     rows = (DY, D, D, 4)
     dx = torch.empty(T, B, H, D, device=dev, dtype=f32)                          # [T, B, H, D]
     d_slow_bh = tuple(torch.empty(B, H, r, D, device=dev, dtype=f32) for r in rows)   # per row
@@ -394,7 +404,8 @@ def _srwm_backward(x, slow, reset_u8, ckpt, d_y, g_final, *, detach: bool, chunk
     scratch = torch.empty(B * H, C, SZ, device=dev, dtype=f32)
     _srwm_bwd_kernel[(B * H,)](
         x, *slow, reset_u8, d_y, *g_final, ckpt, scratch, dx, *d_slow_bh, *d_delta,
-        T, B, H, C, NC, D=D, DY=DY, DP=DP, DYP=DYP, DETACH=detach, num_warps=_num_warps(DP, DYP, backward=True))
+        T, B, H, C, NC, D=D, DY=DY, DP=DP, DYP=DYP, DETACH=detach, ACC=_TL_DTYPE[f32],
+        num_warps=_num_warps(DP, DYP, backward=True))
     d_slow = tuple(g.sum(0) for g in d_slow_bh)                                  # [H, rows, D]
     return dx, d_slow, d_delta
 
@@ -449,7 +460,7 @@ def _check_inputs(x, W_slow, delta, reset):
         + [(f"delta[{n!r}]", delta[n]) for n in SRWM_KEYS]
     for name, t in tensors:
         if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton SRWM supports float32, float16, bfloat16")
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton SRWM supports float32, float16, bfloat16, float64")
         if t.device != x.device:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
     if reset.device != x.device:
