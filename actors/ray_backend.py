@@ -384,6 +384,8 @@ class RayRolloutSource:
 
     def _top_up(self, slot: _Slot) -> None:
         """Keep ``num_buffers`` unroll credits of ``slot`` in flight or held."""
+        if slot.handle is None or self.closed:
+            return
         if slot.inflight == 0:
             slot.busy_since = time.monotonic()
         while slot.inflight + slot.held < self.credits:
@@ -526,8 +528,7 @@ class RayRolloutSource:
                 del self._unrolls[uid]
                 slot = self.slots[u.actor]
                 slot.held -= 1
-                if slot.handle is not None and not self.closed:
-                    self._top_up(slot)
+                self._top_up(slot)
         return batch, state, {"policy_versions": versions}
 
     # -- logging ---------------------------------------------------------------------

@@ -22,31 +22,42 @@ class EpisodeTracker:
         self.task_names = list(task_names)
         n = self.task_ids.shape[0]
         self.returns = np.zeros(n, dtype=np.float64)  # [N] sum of the env's own rewards
-        self.lengths = np.zeros(n, dtype=np.int64)    # [N] agent steps so far
+        self._start = np.zeros(n, dtype=np.int64)     # [N] step count when the episode began
+        self._steps = 0                               # steps since the tracker's reset
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 [N]: agent steps of every slot's episode in progress."""
+        return self._steps - self._start
 
     def reset(self) -> None:
         """Forget the episodes in progress (after a full env reset)."""
         self.returns[:] = 0.0
-        self.lengths[:] = 0
+        self._start[:] = 0
+        self._steps = 0
 
     def update(self, reward: np.ndarray, done: np.ndarray,
-               level_seeds: Optional[np.ndarray] = None) -> List[EpisodeInfo]:
-        """Add one step: reward float [N], done bool [N], level_seeds int [N] (read where done)."""
+               level_seeds: Optional[np.ndarray] = None,
+               any_done: Optional[bool] = None) -> List[EpisodeInfo]:
+        """Add one step: reward float [N], done bool [N], level_seeds int [N] (read where done).
+
+        ``any_done`` may pass ``done.any()`` when the caller has it already. Kept to a
+        handful of numpy calls per step: this runs once per vector step in every actor.
+        """
         self.returns += reward
-        self.lengths += 1
-        if not done.any():
+        self._steps += 1
+        if not (done.any() if any_done is None else any_done):
             return []
-        finished = []
-        for i in np.flatnonzero(done).tolist():
-            tid = int(self.task_ids[i])
-            finished.append(EpisodeInfo(
-                task_id=tid,
-                task=self.task_names[tid],
-                episode_return=float(self.returns[i]),
-                length=int(self.lengths[i]),
-                level_seed=-1 if level_seeds is None else int(level_seeds[i]),
-                env_index=i,
-            ))
-        self.returns[done] = 0.0
-        self.lengths[done] = 0
+        idx = np.flatnonzero(done)                  # [D]
+        returns = self.returns[idx].tolist()
+        lengths = (self._steps - self._start[idx]).tolist()
+        tids = self.task_ids[idx].tolist()
+        seeds = [-1] * len(idx) if level_seeds is None else level_seeds[idx].tolist()
+        names = self.task_names
+        finished = [
+            EpisodeInfo(task_id=t, task=names[t], episode_return=r, length=l, level_seed=s, env_index=i)
+            for i, t, r, l, s in zip(idx.tolist(), tids, returns, lengths, seeds)
+        ]
+        self.returns[idx] = 0.0
+        self._start[idx] = self._steps
         return finished

@@ -111,7 +111,8 @@ class ProcgenVecEnv(VecEnv):
         self._closed = False
 
     def _observe(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """obs HWC uint8 [N, 64, 64, 3], reward f32 [N], first bool [N], finished-level seeds int [N]."""
+        """obs HWC uint8 [N, 64, 64, 3], reward f32 [N], first bool [N], and the finished
+        episodes' level seeds int64 [N] (None when no episode finished)."""
         if self._single:
             _, env, _ = self._groups[0]
             rew, ob, first = env.observe()  # fresh copies (gym3 reuse_arrays=False)
@@ -121,13 +122,15 @@ class ProcgenVecEnv(VecEnv):
         obs = np.empty((n, 64, 64, 3), dtype=np.uint8)
         rew_all = np.empty(n, dtype=np.float32)
         first_all = np.empty(n, dtype=bool)
-        seeds_all = np.full(n, -1, dtype=np.int64)
+        seeds_all = None
         for _, env, slots in self._groups:
             rew, ob, first = env.observe()
             obs[slots] = ob["rgb"]
             rew_all[slots] = rew
             first_all[slots] = first
             if first.any():
+                if seeds_all is None:
+                    seeds_all = np.full(n, -1, dtype=np.int64)
                 seeds_all[slots] = _finished_level_seeds(env)
         return obs, rew_all, first_all, seeds_all
 
@@ -147,14 +150,14 @@ class ProcgenVecEnv(VecEnv):
     def step(self, actions: np.ndarray):
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        actions = check_actions(actions, self.num_envs, self.num_actions).astype(np.int32, copy=False)
+        actions = check_actions(actions, self.num_envs, self.num_actions)  # procgen casts to int32
         if self._single:
             self._groups[0][1].act(actions)
         else:
             for _, env, slots in self._groups:
                 env.act(actions[slots])
         obs, reward, done, seeds = self._observe()
-        finished = self._tracker.update(reward, done, seeds)
+        finished = self._tracker.update(reward, done, seeds, any_done=seeds is not None)
         return obs.transpose(0, 3, 1, 2), reward, done, finished
 
     def close(self) -> None:

@@ -192,7 +192,7 @@ def resolve_tasks(env_spec: str, loaded: LoadedPolicy) -> Tuple[List[EvalTask], 
     Returns the tasks and the env family. A game outside the training set is allowed
     unless the agent reads a task id; observation layout and action count must match.
     """
-    from envs import EnvConfig, describe_env
+    from envs import describe_env
     from envs.config import parse_env_string
 
     cfg_env = loaded.cfg.env

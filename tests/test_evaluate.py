@@ -9,6 +9,7 @@ episodes (leaper, dodgeball) keep every evaluation to a few seconds.
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from envs.scores import SCORE_CONSTANTS, normalised_score, score_bounds
 from launch.evaluate import main as evaluate_main
-from learner.evaluation import (Split, episode_levels, find_ffmpeg, return_stats)
+from learner.evaluation import Split, episode_levels, find_ffmpeg, return_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--core", "lstm", "--lstm-hidden-size", "16", "--feature-size", "16", "--encoder", "mlp",
@@ -361,3 +362,19 @@ def test_cli_exit_code_2_for_a_missing_checkpoint(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [f"error: checkpoint {tmp_path / 'nothing'} does not exist"]
+
+
+@pytest.mark.slow
+def test_eval_procgen_splits_script_prints_one_table(procgen_run, tmp_path):
+    env = dict(os.environ, EPISODES="1", ACTORS="1", ENVS="4")
+    p = subprocess.run(["bash", str(ROOT / "launch" / "eval_procgen_splits.sh"), str(procgen_run),
+                        "--max-steps", "20", "--no-progress", "--out", str(tmp_path)],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    for split, first in (("train", 0), ("test1", 1000), ("test2", 1200), ("test3", 1400)):
+        assert f"split {split} (levels {first}-{first + 199})" in p.stdout
+    assert "generalisation gap (train minus test)" in p.stdout
+    rows = read_rows(tmp_path / "episodes.csv")
+    assert sorted((r["game"], r["split"], r["level_seed"]) for r in rows) == sorted(
+        (g, s, str(lvl)) for g in GAMES for s, lvl in (("train", 0), ("test1", 1000), ("test2", 1200),
+                                                      ("test3", 1400)))

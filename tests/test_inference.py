@@ -515,3 +515,28 @@ def test_bad_input_is_refused_with_a_clear_error():
         server.agent.policy.weight.data[:] = float("nan")
         with pytest.raises(InferenceServerError):
             c.act(bad, np.zeros(3), np.ones(3, bool), np.zeros(3, np.int64))
+
+
+# ---------------------------------------------------------------------------------------
+# the real runtime: python -m launch.train --inference learner, with an actor crash
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(300)
+def test_training_run_with_learner_inference_survives_an_actor_crash(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    args = ["--env", "memory", "--core", "srwm", "--hidden-size", "16", "--num-heads", "2", "--head-size", "8",
+            "--d-ff", "32", "--feature-size", "16", "--num-actors", "2", "--envs-per-actor", "2",
+            "--batch-size", "4", "--unroll-length", "10", "--learner-threads", "1", "--no-progress",
+            "--log-interval-s", "0.5", "--inference", "learner", "--inference-timeout-ms", "5",
+            "--debug-crash-at-step", "25", "--total-steps", "600", "--runs-dir", str(tmp_path), "--name", "inf"]
+    p = subprocess.run([sys.executable, "-m", "launch.train", *args], cwd=root, capture_output=True, text=True,
+                       timeout=280, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert p.returncode == 0, p.stderr[-4000:]
+    summary = json.loads((tmp_path / "inf" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] >= 600, summary
+    assert summary["actor_restarts"] >= 1, summary
+    assert "injected env failure" in p.stderr

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from launch.plot import group_columns, main, plot_runs, read_run_log, smooth
 from learner.logger import RunLogger

@@ -2,10 +2,14 @@
 
 ``delta_rule(q, k, v, beta, state, reset)`` and ``srwm(x, W_slow, delta, reset)`` take a
 whole time-major unroll. ``backend="reference"`` runs the per-step PyTorch loops of
-:mod:`agents.kernels.reference`; ``backend="triton"`` the fused Triton kernels (one
-launch per unroll, CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``);
-``backend="auto"`` picks Triton for CUDA tensors when triton imports and the
-reference everywhere else. See README.md in this folder for the maths.
+:mod:`agents.kernels.reference` (autograd records every op: slow, obviously correct);
+``backend="torch"`` the whole-unroll PyTorch forms of :mod:`agents.kernels.torch_fused`
+(the same recurrences with hand-written backward passes, tested against the
+reference); ``backend="triton"`` the fused Triton kernels (one launch per unroll, CUDA
+tensors, or CPU tensors under ``TRITON_INTERPRET=1``). ``backend="auto"`` picks Triton
+for CUDA tensors when triton imports and the whole-unroll PyTorch form everywhere
+else (it is 3-6x faster than the reference on the CPU learner; see
+``python -m launch.bench_kernels --device cpu``). See README.md in this folder for the maths.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import torch
 
 from .reference import (SRWM_KEYS, delta_rule_reference, linear_attention_reference,
                         srwm_reference)
+from .torch_fused import delta_rule_torch, srwm_torch
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "torch", "triton")
 
 __all__ = ["delta_rule", "srwm", "linear_attention", "triton_available", "BACKENDS", "SRWM_KEYS"]
 
@@ -38,7 +43,7 @@ def triton_available() -> bool:
 def _use_triton(backend: str, t: torch.Tensor) -> bool:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "reference":
+    if backend in ("reference", "torch"):
         return False
     if backend == "triton":
         if not triton_available():
@@ -60,6 +65,8 @@ def delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Te
     if _use_triton(backend, q):
         from .triton_delta import delta_rule_triton
         return delta_rule_triton(q, k, v, beta, state, reset, detach_each_step=detach_each_step)
+    if backend != "reference":
+        return delta_rule_torch(q, k, v, beta, state, reset, detach_each_step=detach_each_step)
     return delta_rule_reference(q, k, v, beta, state, reset, detach_each_step=detach_each_step)
 
 
@@ -84,4 +91,6 @@ def srwm(x: torch.Tensor, W_slow: Dict[str, torch.Tensor], delta: Dict[str, torc
     if _use_triton(backend, x):
         from .triton_srwm import srwm_triton
         return srwm_triton(x, W_slow, delta, reset, detach_each_step=detach_each_step)
+    if backend != "reference":
+        return srwm_torch(x, W_slow, delta, reset, detach_each_step=detach_each_step)
     return srwm_reference(x, W_slow, delta, reset, detach_each_step=detach_each_step)
