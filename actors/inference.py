@@ -28,11 +28,13 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
   learner's parameters in under a lock, so a forward never sees a half-updated set
   and never races the learner's autograd. On CUDA the server works on its own
   stream, ordered against the learner's stream at every parameter copy.
-* Every actor connects over a Unix socket in a private (0700) directory. A new
-  connection for an actor index replaces the old one (a restarted actor) and resets
-  that actor's rows; :meth:`InferenceServer.reset_actor` does the same for the pool.
-  A dead actor's socket reads EOF, so a stale request is never answered into the
-  slot of its successor, which only reads a response on its own connection.
+* Every actor connects over a Unix socket in a private (0700) directory and says
+  hello (actor index, number of envs). A new connection for an actor index replaces
+  the old one (a restarted actor): the old connection is closed, a request it left
+  waiting is dropped and the actor's rows are reset to the episode-start state
+  (:meth:`InferenceServer.reset_actor` does the same for the pool). A dead actor's
+  socket reads EOF and is dropped the same way; its successor only reads a response
+  on its own connection.
 
 Batching: requests wait until every connected actor is waiting or until
 ``timeout_ms`` has passed since the oldest one arrived; then all waiting rows run,
@@ -52,6 +54,7 @@ import os
 import selectors
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -68,6 +71,8 @@ from actors.buffers import rollout_specs
 
 log = logging.getLogger(__name__)
 
+_HELLO_TAG = b"h"
+_HELLO = struct.Struct("<qqq")      # actor index, number of envs, pid
 _ACT = b"a"
 _SNAPSHOT = b"s"
 _OK = b""
@@ -190,6 +195,8 @@ class InferenceServer:
         if self.cuda:   # pinned host buffers for non-blocking copies
             for k in _INPUT_KEYS + _OUTPUT_KEYS:
                 self._staging[k] = torch.empty_like(self._io[k]).pin_memory()
+        if self.cuda:   # everything above ran on the default stream; the server uses its own
+            torch.cuda.synchronize(self.device)
         self._lock = threading.Lock()     # guards self.agent's parameters and self.state
         self.version = 0
         self.stats = ServerStats()
@@ -400,31 +407,25 @@ class InferenceServer:
     def _receive(self, peer: _Peer) -> Optional[bytes]:
         """Read one message; handles the hello handshake. Returns an act/snapshot request or None."""
         try:
-            if peer.actor < 0:
-                hello = peer.conn.recv()
-                self._hello(peer, hello)
-                return None
-            msg = peer.conn.recv_bytes()
+            msg = peer.conn.recv_bytes(64)
         except (EOFError, OSError, ValueError):
             self._close(peer)
             return None
-        except Exception as e:       # an unreadable hello
-            log.warning("inference server: dropping a connection (%s: %s)", type(e).__name__, e)
-            self._close(peer)
+        if peer.actor < 0:
+            self._hello(peer, msg)
             return None
         if msg not in (_ACT, _SNAPSHOT):
             self._reply(peer, _ERROR + f"unknown request {msg[:16]!r}".encode())
             return None
         return msg
 
-    def _hello(self, peer: _Peer, hello) -> None:
-        ok = isinstance(hello, tuple) and len(hello) == 4 and hello[0] == "hello"
-        if not ok:
+    def _hello(self, peer: _Peer, msg: bytes) -> None:
+        if len(msg) != _HELLO.size + 1 or msg[:1] != _HELLO_TAG:
             self._reply(peer, _ERROR + b"expected a hello message")
             self._close(peer)
             return
-        _, actor, num_envs, pid = hello
-        if not (isinstance(actor, int) and 0 <= actor < self.num_actors):
+        actor, num_envs, pid = _HELLO.unpack(msg[1:])
+        if not 0 <= actor < self.num_actors:
             err = f"actor_index must be in [0, {self.num_actors}), got {actor!r}"
         elif num_envs != self.envs_per_actor:
             err = f"num_envs {num_envs!r} does not match the server's envs_per_actor {self.envs_per_actor}"
@@ -504,17 +505,12 @@ class InferenceServer:
         spans = [(a * E + lo, a * E + hi) for a, lo, hi in chunk]
         B = sum(e - s for s, e in spans)
         contiguous = all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
-        if contiguous:
-            sl = slice(spans[0][0], spans[-1][1])
-            take = lambda t: t[sl]                                        # noqa: E731
-            idx_cpu = idx_dev = None
-        else:
-            idx_cpu = torch.cat([torch.arange(s, e) for s, e in spans])   # [B]
-            idx_dev = idx_cpu.to(self.device)
-            take = lambda t: t.index_select(0, idx_cpu)                   # noqa: E731
+        sl = slice(spans[0][0], spans[-1][1]) if contiguous else None
+        idx_cpu = None if contiguous else torch.cat([torch.arange(s, e) for s, e in spans])   # [B]
         with self._lock:
             if self.cuda:
                 with torch.cuda.stream(self._stream):
+                    rows = sl if contiguous else idx_cpu.to(self.device)
                     inputs = {}
                     for k in _INPUT_KEYS:
                         buf = self._staging[k][:B]
@@ -523,15 +519,16 @@ class InferenceServer:
                         else:
                             torch.index_select(self._io[k], 0, idx_cpu, out=buf)
                         inputs[k] = buf.to(self.device, non_blocking=True).unsqueeze(0)   # [1, B, ...]
-                    out = self._step(inputs, sl if contiguous else idx_dev)
+                    out = self._step(inputs, rows)
                     host = {}
                     for k in _OUTPUT_KEYS:
                         host[k] = self._staging[k][:B]
                         host[k].copy_(out[k][0], non_blocking=True)
                 self._stream.synchronize()
             else:
-                inputs = {k: take(self._io[k]).unsqueeze(0) for k in _INPUT_KEYS}   # [1, B, ...]
-                out = self._step(inputs, sl if contiguous else idx_dev)
+                inputs = {k: (self._io[k][sl] if contiguous else self._io[k].index_select(0, idx_cpu)
+                              ).unsqueeze(0) for k in _INPUT_KEYS}                   # [1, B, ...]
+                out = self._step(inputs, sl if contiguous else idx_cpu)
                 host = {k: out[k][0] for k in _OUTPUT_KEYS}
         for k in _OUTPUT_KEYS:                                            # scatter the outputs
             if contiguous:
@@ -604,7 +601,7 @@ class InferenceClient:
                 if time.monotonic() > deadline:
                     raise ConnectionError(f"no inference server at {self.address}") from None
                 time.sleep(0.05)
-        self.conn.send(("hello", int(actor_index), int(num_envs), os.getpid()))
+        self.conn.send_bytes(_HELLO_TAG + _HELLO.pack(int(actor_index), int(num_envs), os.getpid()))
         self._wait_reply()
         self.actor_index = actor_index
         io = self.slots.io

@@ -47,7 +47,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -126,10 +128,35 @@ def connect_ray(address: str = "", num_cpus: Optional[int] = None, *, ship_code:
     Returns True when this call connected (the caller then owns the connection and
     calls ``ray.shutdown()``: for a local instance that stops every Ray process, for a
     cluster it only disconnects); False when Ray was already initialised.
+
+    Ray's core worker installs a failure-signal handler for SIGTERM that aborts the
+    process; the trainer's own SIGINT/SIGTERM handlers (finish the update, checkpoint,
+    stop) are put back after ``ray.init``.
     """
     if ray.is_initialized():
         return False
     keep_token_auth_on()
+    saved = _python_signal_handlers()
+    try:
+        _init(address, num_cpus, ship_code)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    return True
+
+
+def _python_signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    out = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        h = signal.getsignal(sig)
+        if h is not None:                 # None: installed outside Python, cannot be restored
+            out[sig] = h
+    return out
+
+
+def _init(address: str, num_cpus: Optional[int], ship_code: bool) -> None:
     if address:
         runtime_env = None
         if ship_code:
@@ -140,7 +167,6 @@ def connect_ray(address: str = "", num_cpus: Optional[int] = None, *, ship_code:
             raise ConnectionError(f"--ray-address {address}: cannot connect to a Ray cluster ({e})") from None
     else:
         _start_local_ray(num_cpus if num_cpus is not None else max(os.cpu_count() or 1, 1))
-    return True
 
 
 # -- the actor side -------------------------------------------------------------------

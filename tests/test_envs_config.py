@@ -181,10 +181,22 @@ def test_make_vec_env_arguments_refused():
             make_vec_env(cfg, **kw)
 
 
-def test_too_few_slots_for_the_task_set_warns():
+def test_too_few_slots_for_the_task_set_warns(monkeypatch):
+    from envs.procgen_env import ProcgenFamily
+    monkeypatch.setattr(ProcgenFamily, "make", lambda self, build: build)  # no simulator needed
     with pytest.warns(UserWarning, match="tasks leaper, plunder, starpilot get no slot"):
-        env = make_vec_env(EnvConfig(), 3)
-    env.close()
+        build = make_vec_env(EnvConfig(), 3)
+    assert build.task_ids.tolist() == [0, 1, 2]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_vec_env(EnvConfig(env="counting"), 1).close()
+
+
+def test_seeds_differ_per_actor_slot_and_offset():
+    from envs.registry import EnvBuild, derive_seed
+    build = EnvBuild(cfg=EnvConfig(seed=1), tasks=["x"], task_ids=np.zeros(4, dtype=np.int64),
+                     actor_index=2, seed_offset=3)
+    assert build.seed(0) == derive_seed(1, 3, 2, 0)
+    seeds = {derive_seed(s, o, a, i) for s in range(2) for o in range(2) for a in range(3) for i in range(4)}
+    assert len(seeds) == 2 * 2 * 3 * 4
+    assert all(0 <= s < 2**31 for s in seeds)

@@ -95,7 +95,8 @@ def test_gradcheck_srwm_sr_delta_shape_two_heads():
     """SR-Delta's SRWM: W^y has 3D + 1 rows per head (q, k, v and beta of a fast memory)."""
     x, W, dW = _srwm_inputs(H=2, D=2, Dy=7, seed=4)
     inputs = [x] + [W[n] for n in SRWM_KEYS] + [dW[n] for n in SRWM_KEYS]
-    assert torch.autograd.gradcheck(_srwm_flat(_reset("consecutive")), inputs, eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradcheck(_srwm_flat(_reset("consecutive")), inputs, eps=1e-6, atol=1e-8,
+                                    fast_mode=True)
 
 
 # ----------------------------------------------------------------------------- detach_each_step
