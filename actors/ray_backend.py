@@ -317,7 +317,7 @@ class RayRolloutSource:
         self.owns_ray = False
         self.started = False
         self.closed = False
-        self._version = 0
+        self._version = 1                       # like SharedParams: the initial parameters are version 1
         self._broadcast_version = 0
         self._inflight: Dict[object, Tuple[int, int]] = {}     # ref -> (actor, incarnation)
         self._unrolls: Dict[int, _Unroll] = {}
@@ -343,7 +343,9 @@ class RayRolloutSource:
     def publish(self, agent) -> int:
         """Count a new parameter version; put it in the object store every K versions."""
         self._version += 1
-        if self._version - self._broadcast_version >= self.broadcast_every:
+        if self.param_server is None:           # not started: start() broadcasts the latest
+            self._initial_params = self._flatten(agent)
+        elif self._version - self._broadcast_version >= self.broadcast_every:
             self._broadcast(self._flatten(agent), self._version)
         return self._version
 
@@ -367,8 +369,7 @@ class RayRolloutSource:
         here = ray.get_runtime_context().get_node_id()
         self.param_server = _RemoteParameterServer.options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
-        self._version = 1                       # like SharedParams: the initial parameters are version 1
-        self._broadcast(self._initial_params, 1)
+        self._broadcast(self._initial_params, self._version)
         self._initial_params = None
         for slot in self.slots:
             self._spawn(slot)
@@ -584,8 +585,19 @@ class RayRolloutSource:
         return out
 
     def pids(self) -> List[int]:
-        """PIDs of the actors that run on this machine (the trainer's hard exit kills them)."""
+        """Processes the trainer's hard exit (a second Ctrl-C) kills at once.
+
+        With a local instance this source started: every process of it (GCS, raylet,
+        agents, workers: all descendants of this process). Otherwise the actors that
+        run on this machine; Ray reclaims the others when the driver is gone.
+        """
         if not self.started or self.closed:
             return []
+        if self.owns_ray and not self.config.run.ray_address:
+            import psutil
+            try:
+                return [p.pid for p in psutil.Process().children(recursive=True)]
+            except psutil.Error:
+                return []
         here = ray.get_runtime_context().get_node_id()
         return [s.info["pid"] for s in self.slots if s.info.get("node_id") == here and "pid" in s.info]

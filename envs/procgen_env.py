@@ -8,12 +8,14 @@ episode and ``reward[i]`` is the reward of the previous action, i.e. the last re
 the finished episode when ``first[i]`` is set (DESIGN.md section 2).
 
 Observations are ``[N, 3, 64, 64]`` uint8, channels first. They are a zero-copy
-channels-first *view* of the library's fresh ``[N, 64, 64, 3]`` buffer (strides of
-torch's ``channels_last`` memory format), not a C-contiguous array: a contiguous
-transposing copy costs about a quarter of the library's own step time, and the
-consumer copies observations into its rollout buffers anyway, where the transpose
-happens for free (``buffer.copy_(torch.from_numpy(obs))``). Call
-``np.ascontiguousarray(obs)`` where a contiguous array is needed.
+channels-first *view* of a fresh ``[N, 64, 64, 3]`` buffer (new every step, so it may
+be kept), with the strides of torch's ``channels_last`` memory format, not a
+C-contiguous array: a contiguous transposing copy costs about a third of the
+library's own step time (``python -m launch.bench_envs``), while the consumer copies
+observations into its rollout buffers anyway and the transpose happens inside that
+copy (``buffer.copy_(torch.from_numpy(obs))``). Convolutions take the view as it is
+(channels_last), possibly rounding differently in the last bits than on a contiguous
+copy. Call ``np.ascontiguousarray(obs)`` where a contiguous array is needed.
 
 Level seeds: procgen reports ``prev_level_seed`` (the level the step was played on)
 and ``level_seed`` (the level of the returned observation); on a step with
@@ -196,15 +198,15 @@ class ProcgenFamily(EnvFamily):
                              f"{', '.join(sorted(MODE_GAMES[mode]))}")
         if cfg.split and cfg.split not in LEVEL_SPLITS:
             raise ValueError(f"unknown level split {cfg.split!r}; valid splits: {', '.join(LEVEL_SPLITS)}")
-        if mode == "exploration":
-            if cfg.split:
-                raise ValueError(f"split {cfg.split!r} cannot apply in exploration mode, "
-                                 f"which plays one fixed level per game")
-            return
         if cfg.start_level < 0:
             raise ValueError(f"start_level={cfg.start_level} is negative")
         if cfg.num_levels < 0:
             raise ValueError(f"num_levels={cfg.num_levels} is negative (0 means unlimited)")
+        if mode == "exploration":
+            if cfg.split:
+                raise ValueError(f"split {cfg.split!r} cannot apply in exploration mode, "
+                                 f"which plays one fixed level per game")
+            return  # exploration ignores start_level/num_levels
         if cfg.num_levels == 0 and cfg.start_level != 0 and not cfg.split:
             raise ValueError(f"start_level={cfg.start_level} has no effect with num_levels=0 "
                              f"(unlimited levels draw from all seeds); set num_levels > 0")

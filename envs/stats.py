@@ -18,7 +18,7 @@ from envs.base import EpisodeInfo
 
 @dataclass
 class TaskSummary:
-    """Statistics of one task; NaN means where no episode finished yet."""
+    """Statistics of one task; means are NaN while the task has no finished episode."""
 
     count: int              # episodes since the start
     mean_return: float      # over the recent window

@@ -186,3 +186,14 @@ def test_validate_accepts_the_paper_configurations():
     validate_env_config(EnvConfig())
     validate_env_config(EnvConfig(env="procgen:dodgeball,heist,maze,miner", distribution_mode="memory",
                                   num_levels=500))
+
+
+def test_returned_observations_stay_valid_after_later_steps():
+    env = make_vec_env(EnvConfig(env="procgen:bigfish,leaper"), 2)
+    first = env.reset()
+    kept = first.copy()
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        later = env.step(rng.integers(0, 15, 2))[0]
+    assert np.array_equal(first, kept) and not np.array_equal(first, later)
+    env.close()

@@ -5,6 +5,11 @@ feed-forward policy cannot see the cue when it must answer, so it stays at chanc
 (return 0.5), a memory core can reach 1. The loop is the real one (UnrollWriter,
 LocalPolicy, Learner with V-trace, parameters copied back after every update) run
 synchronously in one process so that the test is fast and deterministic.
+
+RMSProp runs with eps 1e-5 here instead of the paper's 0.01: the SRWM's slow-weight
+gradients are small (q and k are softmaxes of softmaxes), and an eps of 0.01 scales
+its updates down so far that at this tiny scale it does not learn the task within
+any CI budget (measured: 0.47 after 150k steps with eps 0.01; 0.89 after 30k with 1e-5).
 """
 
 import numpy as np
@@ -24,7 +29,7 @@ CHANCE = 0.5
 
 
 def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T: int = 10,
-               lr: float = 2e-3, **model_options):
+               lr: float = 5e-3, eps: float = 1e-5, **model_options):
     torch.manual_seed(seed)
     np.random.seed(seed)
     env_cfg = EnvConfig(env=ENV, seed=seed)
@@ -36,7 +41,7 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
     learner_agent = build_agent(mcfg, obs_spec, A, len(tasks))
     actor_agent = build_agent(mcfg, obs_spec, A, len(tasks))
     params = SharedParams(learner_agent)
-    lcfg = LearnerConfig(learning_rate=lr, entropy_cost=0.003, anneal_lr=False)
+    lcfg = LearnerConfig(learning_rate=lr, rmsprop_eps=eps, entropy_cost=0.003, anneal_lr=False)
     learner = Learner(lcfg, learner_agent, total_steps=total_steps, steps_per_update=T * num_envs)
     env = make_vec_env(env_cfg, num_envs)
     policy = LocalPolicy(actor_agent, num_envs, params)
@@ -58,9 +63,10 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
     return float(np.mean(returns[-200:]))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_memory_cores_beat_feed_forward():
-    budget = 24_000
+    budget = 32_000
     results = {core: train_sync(core, budget) for core in ("ff", "lstm", "deltanet", "srwm")}
     print(results)
     assert abs(results["ff"] - CHANCE) < 0.12, results

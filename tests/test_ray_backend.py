@@ -13,6 +13,7 @@ on, and leaves no Ray process behind.
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,9 +140,8 @@ def test_parameters_broadcast_every_k_updates_and_load_exactly(local_ray, tmp_pa
     agent = build_agent(cfg.model, obs_spec, A, len(tasks))
     src = RayRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
                            num_actions=A, num_tasks=len(tasks))
-    src.param_server = _RemoteParameterServer.remote()
-    src._version = 1
-    src._broadcast(src._initial_params, 1)
+    src.param_server = _RemoteParameterServer.remote()      # what start() does, without actors
+    src._broadcast(src._initial_params, src.version)
     seen = []
     for step in range(7):
         with torch.no_grad():
@@ -284,36 +284,51 @@ def _tagged_processes(tag):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_cli_ray_run_restarts_crashed_actor_binds_loopback_and_leaves_nothing_behind(tmp_path):
+def test_cli_ray_run_restarts_crashed_actor_stops_on_sigterm_and_leaves_nothing_behind(tmp_path):
+    """``launch.train --backend ray``: actor 0's env raises at step 30 and the actor is
+    recreated; SIGTERM then finishes the update, checkpoints and stops (Ray's own SIGTERM
+    handler would abort); meanwhile every Ray process listens on loopback only with token
+    authentication on; afterwards no process of the run is left."""
     tag = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(PYTHONUNBUFFERED="1", RAY_BACKEND_TEST_TAG=tag)
+    run_dir = tmp_path / "cli"
     cmd = [sys.executable, "-m", "launch.train", *BASE, "--backend", "ray", "--runs-dir", str(tmp_path),
-           "--name", "cli", "--total-steps", "4000", "--debug-crash-at-step", "30"]
+           "--name", "cli", "--total-steps", "10000000", "--debug-crash-at-step", "30"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     listening, names, auth_modes = set(), set(), set()
-    while proc.poll() is None:
-        for p in _tagged_processes(tag):
-            try:
-                names.add(p.name())
-                if p.name() in ("raylet", "gcs_server"):
-                    auth_modes.add(p.environ().get("RAY_AUTH_MODE"))
-                for c in p.net_connections(kind="inet"):
-                    if c.status == psutil.CONN_LISTEN:
-                        listening.add((p.name(), c.laddr.ip, c.laddr.port))
-            except (psutil.Error, OSError):
-                pass
-        time.sleep(0.5)
+    t0, signalled = time.time(), False
+    try:
+        while proc.poll() is None and time.time() - t0 < 240:
+            for p in _tagged_processes(tag):
+                try:
+                    names.add(p.name())
+                    if p.name() in ("raylet", "gcs_server"):
+                        auth_modes.add(p.environ().get("RAY_AUTH_MODE"))
+                    for c in p.net_connections(kind="inet"):
+                        if c.status == psutil.CONN_LISTEN:
+                            listening.add((p.name(), c.laddr.ip, c.laddr.port))
+                except (psutil.Error, OSError):
+                    pass
+            rows = read_csv(run_dir / "logs.csv") if (run_dir / "logs.csv").exists() else []
+            if not signalled and any(float(r["step"]) > 0 and float(r["actor_restarts"] or 0) >= 1 for r in rows):
+                proc.send_signal(signal.SIGTERM)
+                signalled = True
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     output = proc.stdout.read()
+    assert signalled, "the run never logged a restart after training started:\n" + output[-4000:]
     assert proc.returncode == 0, output[-4000:]
-    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["actor_restarts"] == 1, summary
     assert "injected env failure" in output, output[-4000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped by SIGTERM" and summary["actor_restarts"] == 1, summary
+    assert list((run_dir / "checkpoints").glob("ckpt-*.pt")), "no checkpoint written on SIGTERM"
     assert {"raylet", "gcs_server"} <= names, f"the sampling missed the Ray processes: {names}"
     assert auth_modes == {"token"}, auth_modes
-    assert listening, "no listening socket seen: the sampling missed the run"
     public = [x for x in listening if x[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
-    assert not public, f"Ray listens beyond loopback: {public}"
+    assert listening and not public, f"Ray listens beyond loopback: {public}"
     deadline = time.time() + 20
     while time.time() < deadline and _tagged_processes(tag):
         time.sleep(0.5)
