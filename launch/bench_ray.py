@@ -81,6 +81,7 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
     from agents.model import build_agent
     from envs import describe_env
     from learner.learner import Learner
+    from actors.source import merge_timing
     from learner.trainer import resolve_device
     cfg = copy.deepcopy(cfg)
     cfg.run.backend = backend
@@ -107,10 +108,14 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
         source.publish(learner.agent)
         startup = time.perf_counter() - t0
 
+        timing: dict = {}
+
         def update(lags):
+            t_wait = time.perf_counter()
             got = source.get_batch(B, timeout=0.05)
+            timing["learner_wait"] = timing.get("learner_wait", 0.0) + time.perf_counter() - t_wait
             source.drain_episodes()
-            source.drain_timing()
+            merge_timing(timing, source.drain_timing())
             if got is None:
                 return False
             batch, state, info = got
@@ -130,6 +135,7 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
         while time.perf_counter() < t_end:
             update(lags)
         lags, updates = [], 0
+        timing.clear()
         t1 = time.perf_counter()
         while time.perf_counter() - t1 < seconds or updates < 2:
             updates += update(lags)
@@ -138,7 +144,10 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
     finally:
         source.stop()
     sps = updates * T * B / wall
-    return {"backend": backend, "startup_s": startup, "first_batch_s": first_batch, "wall_s": wall,
+    actor_s = wall * cfg.actor.num_actors
+    shares = {f"actor_{k}_share": timing.get(k, 0.0) / actor_s for k in ("env", "inference", "write", "wait")}
+    return {**shares, "learner_wait_share": timing.get("learner_wait", 0.0) / wall,
+            "acted_sps": timing.get("steps", 0.0) / wall,"backend": backend, "startup_s": startup, "first_batch_s": first_batch, "wall_s": wall,
             "updates": updates, "sps": sps, "policy_lag_mean": float(np.mean(lags)),
             "policy_lag_max": float(np.max(lags)), "actor_restarts": restarts,
             "rollout_MB_per_s": sps * rollout_bytes_per_step(obs_spec.shape, obs_spec.dtype, num_actions) / 1e6}
@@ -161,6 +170,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"(max {r['policy_lag_max']:.1f}) updates | start-up {r['startup_s']:.1f} s, first batch "
               f"{r['first_batch_s']:.1f} s | {r['rollout_MB_per_s']:.2f} MB/s of rollouts | "
               f"{r['updates']} updates in {r['wall_s']:.1f} s | restarts {r['actor_restarts']}", flush=True)
+        print(f"        actors: env {100 * r['actor_env_share']:.0f}%, inference {100 * r['actor_inference_share']:.0f}%, "
+              f"write {100 * r['actor_write_share']:.0f}%, wait for parameters/credit "
+              f"{100 * r['actor_wait_share']:.0f}% of actor time; learner waits for a batch "
+              f"{100 * r['learner_wait_share']:.0f}% of the time", flush=True)
     by = {r["backend"]: r for r in results}
     ratio = None
     if "local" in by and "ray" in by:

@@ -545,3 +545,22 @@ def test_training_run_with_learner_inference_survives_an_actor_crash(tmp_path):
     assert summary["status"] == "finished" and summary["steps"] >= 600, summary
     assert summary["actor_restarts"] >= 1, summary
     assert "injected env failure" in p.stderr
+
+
+def test_bench_command_measures_env_and_learner(tmp_path, capsys):
+    """``python -m launch.bench`` (the phases that start no process), figures in its JSON."""
+    import json
+    from launch.bench import main as bench_main
+    out = tmp_path / "bench.json"
+    rc = bench_main(["--env", "memory", "--cores", "ff", "lstm", "--phases", "env", "learner", "--seconds", "0.3",
+                     "--warmup", "0.1", "--hidden-size", "16", "--num-heads", "2", "--head-size", "8",
+                     "--d-ff", "32", "--lstm-hidden-size", "16", "--feature-size", "16", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["env"]["env_sps"] > 0 and [r["core"] for r in res["runs"]] == ["ff", "lstm"]
+    for r in res["runs"]:
+        assert r["learner"]["learner_sps"] > 0 and r["learner"]["learner_updates"] >= 2
+    text = capsys.readouterr().out
+    assert "| ff | actor |" in text and "| lstm | actor |" in text
+    with pytest.raises(SystemExit):
+        bench_main(["--cores", "nope", "--phases", "env"])

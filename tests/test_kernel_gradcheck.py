@@ -13,8 +13,6 @@ detached after every step.
 
 from __future__ import annotations
 
-from typing import Dict
-
 import pytest
 import torch
 

@@ -56,8 +56,10 @@ def test_end_to_end_then_resume(tmp_path):
     ea = EventAccumulator(str(run_dir / "tb"))
     ea.Reload()
     tags = ea.Tags()["scalars"]
-    for tag in ("total_loss", "sps", "learning_rate", "grad_norm", "return/memory"):
+    for tag in ("total_loss", "sps", "learning_rate", "grad_norm", "entropy_loss", "return/mean",
+                "queue/full_rows", "time/learn"):
         assert tag in tags, (tag, tags)
+    assert any(t.startswith("return/memory") for t in tags) and any(t.startswith("length/memory") for t in tags)
     assert all(abs(e.value) < 1e6 for e in ea.Scalars("total_loss"))
 
     import torch
@@ -71,7 +73,8 @@ def test_end_to_end_then_resume(tmp_path):
     assert summary2["steps"] >= 4800
     rows2 = read_csv(run_dir / "logs.csv")
     steps_after = [int(float(r["step"])) for r in rows2[len(rows):]]
-    assert steps_after and min(steps_after) > first_steps, "resume did not continue from the saved step"
+    assert steps_after and min(steps_after) >= first_steps and max(steps_after) >= 4800, \
+        "resume did not continue from the saved step"
     cfg2 = json.loads((run_dir / "config.json").read_text())
     assert cfg2["model"]["core"] == "srwm" and cfg2["run"]["total_steps"] == 4800
 
@@ -96,34 +99,77 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,needle", BAD, ids=[a[1] for a in BAD])
-def test_bad_config_exits_2_with_one_line(tmp_path, args, needle):
+def test_bad_config_exits_2_with_one_line(tmp_path, args, needle, capsys):
+    """In-process (the same main() the command runs) to keep the suite fast."""
+    from launch.train import main
     t0 = time.time()
-    p = run_train(["--name", "bad", *args], tmp_path, timeout=60, check=False)
-    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
-    err = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    code = main(["--runs-dir", str(tmp_path), "--name", "bad", *args])
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if l.strip()]
+    assert code == 2
     assert len(err) == 1 and needle.lower() in err[0].lower(), err
     assert not (tmp_path / "bad").exists(), "a run directory was created for a bad config"
+    assert time.time() - t0 < 10
+
+
+def test_bad_config_exit_code_of_the_command(tmp_path):
+    t0 = time.time()
+    p = run_train(["--name", "bad", "--core", "nope"], tmp_path, timeout=60, check=False)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    err = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    assert len(err) == 1 and "nope" in err[0] and "srwm" in err[0], err
     assert time.time() - t0 < 30
 
 
-def test_existing_run_is_not_overwritten(tmp_path):
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    from launch.train import main
     run_dir = tmp_path / "keep"
     run_dir.mkdir()
     (run_dir / "config.json").write_text("precious")
-    p = run_train(["--name", "keep", "--env", "memory"], tmp_path, check=False)
-    assert p.returncode == 2 and "exists" in p.stderr
+    assert main(["--runs-dir", str(tmp_path), "--name", "keep", "--env", "memory"]) == 2
+    assert "exists" in capsys.readouterr().err
     assert (run_dir / "config.json").read_text() == "precious"
 
 
-def test_resume_errors(tmp_path):
-    p = run_train(["--name", "missing", "--resume"], tmp_path, check=False)
-    assert p.returncode == 2 and "missing" in p.stderr
+def test_resume_errors(tmp_path, capsys):
+    from launch.train import main
+    assert main(["--runs-dir", str(tmp_path), "--name", "missing", "--resume"]) == 2
+    assert "missing" in capsys.readouterr().err
     d = tmp_path / "garbled"
     d.mkdir()
     (d / "config.json").write_text("{not json")
-    p = run_train(["--name", "garbled", "--resume"], tmp_path, check=False)
-    assert p.returncode == 2 and "config.json" in p.stderr
+    assert main(["--runs-dir", str(tmp_path), "--name", "garbled", "--resume"]) == 2
+    assert "config.json" in capsys.readouterr().err
     assert (d / "config.json").read_text() == "{not json"
+    # a run directory whose checkpoints are all corrupt: an error, never a fresh start
+    e = tmp_path / "torn"
+    (e / "checkpoints").mkdir(parents=True)
+    from launch.config import TrainConfig, save_config
+    save_config(TrainConfig(), e / "config.json")
+    (e / "checkpoints" / "ckpt-000000001.pt").write_bytes(b"torn")
+    assert main(["--runs-dir", str(tmp_path), "--name", "torn", "--resume", "--env", "memory"]) == 2
+    assert "no loadable checkpoint" in capsys.readouterr().err
+    assert (e / "checkpoints" / "ckpt-000000001.pt").read_bytes() == b"torn"
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
+    from launch.train import main
+    from launch.config import TrainConfig, config_to_dict, save_config
+    from learner.checkpoint import save_checkpoint
+    from agents.model import build_agent
+    from envs import describe_env
+    cfg = TrainConfig()
+    cfg.env.env, cfg.model.core = "memory", "lstm"
+    cfg.model.lstm_hidden_size = 16
+    d = tmp_path / "arch"
+    d.mkdir()
+    save_config(cfg, d / "config.json")
+    spec, A, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, spec, A, len(tasks))
+    save_checkpoint(d, {"config": config_to_dict(cfg), "architecture": agent.architecture(),
+                        "learner": {"counters": {"steps": 0}}, "run": {"task_names": tasks}}, 1)
+    assert main(["--runs-dir", str(tmp_path), "--name", "arch", "--resume", "--lstm-hidden-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "lstm_hidden_size" in err and len(err.strip().splitlines()) == 1
 
 
 def test_help_lists_every_component():

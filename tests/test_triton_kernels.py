@@ -46,7 +46,7 @@ from agents.kernels import SRWM_KEYS, delta_rule, srwm
 from agents.kernels.reference import delta_rule_reference, srwm_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TOL = {"float32": 1e-4, "float64": 1e-10, "float16": 1e-2}
+TOL = {"float32": 1e-4, "float64": 1e-10, "float16": 1e-2, "bfloat16": 5e-2}
 ABS_FLOOR = 1e-6          # denominators below this count as this (exact zeros stay comparable)
 WORKER_TIMEOUT_S = 800      # under pytest.ini's per-test timeout of 900 s
 
@@ -375,6 +375,7 @@ GPU_CASES = DELTA_CASES + SRWM_CASES + [
     _case("srwm", 80, ["random"] * 4, H=8, D=32),
     _case("srwm", 50, ["random", "none", "all", "boundaries"], H=8, D=16, Dy=49),
     _case("srwm", 80, ["random", "boundaries"], H=2, D=64, detach=True),
+    _case("srwm", 50, ["random", "consecutive"], H=8, D=16, dtype="bfloat16"),   # no bf16 in the interpreter
 ]
 
 

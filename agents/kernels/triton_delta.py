@@ -261,17 +261,17 @@ def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach:
     BV = _block_v(DV, block_v, backward=True)
     NV = triton.cdiv(DV, BV)
     dev = q.device
-    f32 = res.dtype                                                        # accumulation dtype
-    dq = torch.empty(NV, T, B, H, DK, device=dev, dtype=f32)             # partial over value blocks
-    dk = torch.empty(NV, T, B, H, DK, device=dev, dtype=f32)
-    dbeta = torch.empty(NV, T, B, H, device=dev, dtype=f32)
-    dv = torch.empty(T, B, H, DV, device=dev, dtype=f32)
-    ds0 = torch.empty(B, H, DK, DV, device=dev, dtype=f32)
-    dvold = torch.empty(T, B, H, DV, device=dev, dtype=f32)               # scratch
+    acc = res.dtype                                                        # accumulation dtype
+    dq = torch.empty(NV, T, B, H, DK, device=dev, dtype=acc)             # partial over value blocks
+    dk = torch.empty(NV, T, B, H, DK, device=dev, dtype=acc)
+    dbeta = torch.empty(NV, T, B, H, device=dev, dtype=acc)
+    dv = torch.empty(T, B, H, DV, device=dev, dtype=acc)
+    ds0 = torch.empty(B, H, DK, DV, device=dev, dtype=acc)
+    dvold = torch.empty(T, B, H, DV, device=dev, dtype=acc)               # scratch
     _delta_bwd_kernel[(NV, B * H)](
         q, k, beta, state, reset_u8, res, d_out, d_final,
         dq, dk, dv, dbeta, ds0, dvold, T, B, H,
-        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=_TL_DTYPE[f32], num_warps=_num_warps(DKP, BV))
+        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=_TL_DTYPE[acc], num_warps=_num_warps(DKP, BV))
     return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), ds0
 
 
@@ -319,7 +319,8 @@ def _check_inputs(q, k, v, beta, state, reset):
         raise ValueError(f"reset must be [T, B] = [{T}, {B}], got {list(reset.shape)}")
     for name, t in (("q", q), ("k", k), ("v", v), ("beta", beta), ("state", state)):
         if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton delta rule supports float32, float16, bfloat16, float64")
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton delta rule supports "
+                             "float32, float16, bfloat16, float64")
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
     if reset.device != q.device:

@@ -396,15 +396,15 @@ def _srwm_backward(x, slow, reset_u8, ckpt, d_y, g_final, *, detach: bool, chunk
     """Launch the backward kernel. Returns (dx, d_slow tuple, d_delta tuple) in the accumulation dtype."""
     T, B, H, D, DY, DP, DYP, C, NC, SZ = _sizes(x, slow[0], chunk)
     dev = x.device
-    f32 = ckpt.dtype                                                             # accumulation dtype
+    acc = ckpt.dtype                                                             # accumulation dtype
     rows = (DY, D, D, 4)
-    dx = torch.empty(T, B, H, D, device=dev, dtype=f32)                          # [T, B, H, D]
-    d_slow_bh = tuple(torch.empty(B, H, r, D, device=dev, dtype=f32) for r in rows)   # per row
-    d_delta = tuple(torch.empty(B, H, r, D, device=dev, dtype=f32) for r in rows)
-    scratch = torch.empty(B * H, C, SZ, device=dev, dtype=f32)
+    dx = torch.empty(T, B, H, D, device=dev, dtype=acc)                          # [T, B, H, D]
+    d_slow_bh = tuple(torch.empty(B, H, r, D, device=dev, dtype=acc) for r in rows)   # per (row, head)
+    d_delta = tuple(torch.empty(B, H, r, D, device=dev, dtype=acc) for r in rows)
+    scratch = torch.empty(B * H, C, SZ, device=dev, dtype=acc)
     _srwm_bwd_kernel[(B * H,)](
         x, *slow, reset_u8, d_y, *g_final, ckpt, scratch, dx, *d_slow_bh, *d_delta,
-        T, B, H, C, NC, D=D, DY=DY, DP=DP, DYP=DYP, DETACH=detach, ACC=_TL_DTYPE[f32],
+        T, B, H, C, NC, D=D, DY=DY, DP=DP, DYP=DYP, DETACH=detach, ACC=_TL_DTYPE[acc],
         num_warps=_num_warps(DP, DYP, backward=True))
     d_slow = tuple(g.sum(0) for g in d_slow_bh)                                  # [H, rows, D]
     return dx, d_slow, d_delta
@@ -460,7 +460,8 @@ def _check_inputs(x, W_slow, delta, reset):
         + [(f"delta[{n!r}]", delta[n]) for n in SRWM_KEYS]
     for name, t in tensors:
         if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton SRWM supports float32, float16, bfloat16, float64")
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton SRWM supports "
+                             "float32, float16, bfloat16, float64")
         if t.device != x.device:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
     if reset.device != x.device:
