@@ -35,6 +35,7 @@ import time
 from typing import Optional, Sequence
 
 import numpy as np
+import psutil
 import torch
 
 DEFAULTS = ["--env", "memory:2:2", "--core", "lstm", "--lstm-hidden-size", "32", "--feature-size", "32",
@@ -74,6 +75,30 @@ def rollout_bytes_per_step(obs_shape, obs_dtype: str, num_actions: int) -> int:
     for shape, dtype in rollout_specs(obs_shape, obs_dtype, num_actions).values():
         total += int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
     return total
+
+
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def process_groups(source, backend: str):
+    """(actor processes, other processes of the backend: Ray's GCS, raylet, agents, idle workers)."""
+    me = psutil.Process()
+    if backend == "ray":
+        actor_pids = {s.info["pid"] for s in source.slots if "pid" in s.info}
+    else:
+        actor_pids = set(source.pids())
+    actors, system = [], []
+    for p in me.children(recursive=True):
+        (actors if p.pid in actor_pids else system).append(p)
+    return actors, system
 
 
 def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
@@ -136,18 +161,28 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
             update(lags)
         lags, updates = [], 0
         timing.clear()
+        actors, system = process_groups(source, backend)
+        me = psutil.Process()
+        cpu0 = [cpu_seconds([me]), cpu_seconds(actors), cpu_seconds(system)]
         t1 = time.perf_counter()
         while time.perf_counter() - t1 < seconds or updates < 2:
             updates += update(lags)
         wall = time.perf_counter() - t1
+        cpu1 = [cpu_seconds([me]), cpu_seconds(actors), cpu_seconds(system)]
         restarts = source.restarts
     finally:
         source.stop()
     sps = updates * T * B / wall
+    trained = max(updates * T * B, 1)
+    learner_cpu, actor_cpu, system_cpu = (b - a for a, b in zip(cpu0, cpu1))
+    acted = max(timing.get("steps", 0.0), 1.0)
     actor_s = wall * cfg.actor.num_actors
     shares = {f"actor_{k}_share": timing.get(k, 0.0) / actor_s for k in ("env", "inference", "write", "wait")}
     return {**shares, "learner_wait_share": timing.get("learner_wait", 0.0) / wall,
-            "acted_sps": timing.get("steps", 0.0) / wall,"backend": backend, "startup_s": startup, "first_batch_s": first_batch, "wall_s": wall,
+            "acted_sps": timing.get("steps", 0.0) / wall,
+            "learner_cpu_us_per_step": 1e6 * learner_cpu / trained,
+            "actor_cpu_us_per_step": 1e6 * actor_cpu / acted,
+            "system_cpu_us_per_step": 1e6 * system_cpu / trained,"backend": backend, "startup_s": startup, "first_batch_s": first_batch, "wall_s": wall,
             "updates": updates, "sps": sps, "policy_lag_mean": float(np.mean(lags)),
             "policy_lag_max": float(np.max(lags)), "actor_restarts": restarts,
             "rollout_MB_per_s": sps * rollout_bytes_per_step(obs_spec.shape, obs_spec.dtype, num_actions) / 1e6}
@@ -174,6 +209,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"write {100 * r['actor_write_share']:.0f}%, wait for parameters/credit "
               f"{100 * r['actor_wait_share']:.0f}% of actor time; learner waits for a batch "
               f"{100 * r['learner_wait_share']:.0f}% of the time", flush=True)
+        print(f"        CPU per training step: learner process {r['learner_cpu_us_per_step']:.0f} us, actors "
+              f"{r['actor_cpu_us_per_step']:.0f} us per acted step, other {backend} processes "
+              f"{r['system_cpu_us_per_step']:.0f} us", flush=True)
     by = {r["backend"]: r for r in results}
     ratio = None
     if "local" in by and "ray" in by:

@@ -248,7 +248,7 @@ class Trainer:
             status, error = f"failed: {type(e).__name__}: {e}", e
         finally:
             try:
-                if not isinstance(error, NonFiniteError) and self.learner.updates > 0:
+                if not isinstance(error, NonFiniteError):
                     path = self.checkpoint()
                     log.info("wrote checkpoint %s", path)
             finally:

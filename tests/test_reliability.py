@@ -47,10 +47,13 @@ def wait_for(cond, timeout, what):
 
 
 def logged_rows(run_dir):
+    """Log rows written after at least one update."""
+    import csv
     p = run_dir / "logs.csv"
     if not p.exists():
         return 0
-    return max(0, len(p.read_text().strip().splitlines()) - 1)
+    with open(p, newline="") as f:
+        return sum(1 for r in csv.DictReader(f) if r.get("total_loss"))
 
 
 def children_of(pid):
