@@ -1,7 +1,7 @@
 """Conformance suite for every registered memory core (DESIGN.md sections 2-4).
 
 Parametrised over ``list_cores()``, so a newly registered core inherits it, plus the
-example core of ``docs/adding_a_core.md`` (its code block is executed here, so doc
+example core of the README's "Adding a memory core" section (its code block is executed here, so doc
 and test cannot drift). Small sizes (hidden 16, 2 heads of 8, d_ff 32) in float64.
 
 The second half checks the fast-weight cores' layer equations against a naive
@@ -26,11 +26,11 @@ torch.set_num_threads(1)
 F64 = torch.float64
 INPUT_SIZE = 5
 SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32, dropout=0.0)
-DOC = Path(__file__).resolve().parents[1] / "docs" / "adding_a_core.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _load_doc_example_cores() -> dict:
-    """Execute the example code block of docs/adding_a_core.md; return {name: class}.
+    """Execute the example code block of the README's core section; return {name: class}.
 
     The global registry is restored afterwards, so the example core is only visible to
     the tests below (through :func:`registered`), not to other test modules.

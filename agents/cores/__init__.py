@@ -1,6 +1,6 @@
 """Built-in memory cores; importing this package registers them.
 
-One module per core (see ``docs/adding_a_core.md`` to add one), plus
+One module per core (see "Adding a memory core" in README.md), plus
 :mod:`agents.cores.layers`, the pieces the fast-weight cores share.
 """
 
