@@ -91,7 +91,8 @@ class InferenceSlots:
     """The shared-memory request/response slots of every actor (picklable to spawned actors).
 
     ``io[key]``: ``[num_actors, E, ...]`` for the four inputs and three outputs (dtypes of
-    :func:`actors.buffers.rollout_specs`); ``snapshot[name]``: ``[num_actors, E, ...]``
+    :func:`actors.buffers.rollout_specs`; image observations laid out channels-last in
+    memory); ``snapshot[name]``: ``[num_actors, E, ...]``
     core-state copies; ``version``: int64 [1], the parameter version the server acts with.
     """
 
@@ -104,7 +105,14 @@ class InferenceSlots:
                  num_actions: int, state_spec) -> "InferenceSlots":
         io = {}
         for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions).items():
-            io[key] = torch.zeros(num_actors, envs_per_actor, *shape, dtype=dtype).share_memory_()
+            if key == "obs" and len(shape) == 3:
+                # images [C, H, W] are stored channels-last (as simulators produce them): the
+                # actor's copy is a memcpy and the convolutions take the channels-last path
+                C, H, W = shape
+                t = torch.zeros(num_actors, envs_per_actor, H, W, C, dtype=dtype).share_memory_()
+                io[key] = t.permute(0, 1, 4, 2, 3)                          # [A, E, C, H, W] view
+            else:
+                io[key] = torch.zeros(num_actors, envs_per_actor, *shape, dtype=dtype).share_memory_()
         snapshot = state_spec.allocate(envs_per_actor, share_memory=True, leading=(num_actors,))
         version = torch.zeros(1, dtype=torch.int64).share_memory_()
         return cls(io, snapshot, version)

@@ -294,7 +294,8 @@ class _Slot:
     inflight: int = 0                # unroll calls submitted, not yet returned
     held: int = 0                    # finished unrolls with rows not yet taken
     busy_since: float = 0.0          # when the oldest in-flight call was last making progress
-    info: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)   # node_id, pid, host of the current incarnation
+    info_ref: object = None
     last_error: str = ""
 
 
@@ -304,6 +305,9 @@ class RayRolloutSource:
     def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
                  pin_memory: bool = False):
         a = config.actor
+        if a.inference != "actor":
+            raise ValueError(f"--inference {a.inference} is not supported with --backend ray: Ray actors act "
+                             f"with their own CPU copy of the agent (--inference actor)")
         self.config = config
         self.obs = (tuple(obs_shape), str(obs_dtype), int(num_actions), int(num_tasks))
         self.T, self.N, self.credits = a.unroll_length, a.envs_per_actor, a.num_buffers
@@ -361,7 +365,7 @@ class RayRolloutSource:
         self.owns_ray = connect_ray(run.ray_address, num_cpus=max(int(math.ceil(need)), 1))
         self.started = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        log.info("ray: %s in %.1f s: %d node(s), %g CPUs, %g GPUs; token authentication %s",
+        log.info("ray: %s in %.1f s: %d node(s), %g CPUs, %g GPUs; RAY_AUTH_MODE=%s",
                  f"connected to {run.ray_address}" if run.ray_address else "local instance on 127.0.0.1",
                  time.monotonic() - t0, len(nodes), ray.cluster_resources().get("CPU", 0),
                  ray.cluster_resources().get("GPU", 0), os.environ.get("RAY_AUTH_MODE", "?"))
@@ -373,7 +377,8 @@ class RayRolloutSource:
         self._initial_params = None
         for slot in self.slots:
             self._spawn(slot)
-        infos = [slot.handle.info.remote() for slot in self.slots]
+            self._top_up(slot)                  # queued behind the actor's construction
+        infos = [slot.info_ref for slot in self.slots]
         timeout = a.heartbeat_timeout_s
         ready, not_ready = ray.wait(infos, num_returns=len(infos), timeout=timeout)
         if not_ready:
@@ -382,19 +387,16 @@ class RayRolloutSource:
                 f"{len(not_ready)} of {len(infos)} Ray actors did not start within {timeout:.0f} s "
                 f"(the cluster has {cpus:g} CPUs; the actors need --num-actors x --ray-cpus-per-actor = "
                 f"{a.num_actors} x {run.ray_cpus_per_actor:g} = {need:g})")
-        for slot, ref in zip(self.slots, infos):
-            self._record_info(slot, ref)
+        for slot in self.slots:
+            self._record_info(slot)
         log.info("ray: %d actors ready in %.1f s on %d node(s)", len(self.slots), time.monotonic() - t1,
                  len({s.info.get("node_id") for s in self.slots}))
-        now = time.monotonic()
-        for slot in self.slots:
-            slot.busy_since = now
-            self._top_up(slot)
 
-    def _record_info(self, slot: _Slot, ref) -> None:
+    def _record_info(self, slot: _Slot) -> None:
+        """Fetch the actor's node and pid (its ``info`` call ran before any unroll)."""
         try:
-            slot.info = ray.get(ref)
-        except ray.exceptions.RayError as e:     # died while starting: the poll loop restarts it
+            slot.info = ray.get(slot.info_ref, timeout=10)
+        except Exception as e:                   # died while starting: the poll loop restarts it
             slot.info = {}
             slot.last_error = f"{type(e).__name__}"
 
@@ -407,6 +409,7 @@ class RayRolloutSource:
             scheduling_strategy="SPREAD", name=None).remote(spec, self.param_server)
         slot.inflight = 0
         slot.info = {}
+        slot.info_ref = slot.handle.info.remote()
         slot.busy_since = time.monotonic()
 
     def _top_up(self, slot: _Slot) -> None:
@@ -518,6 +521,8 @@ class RayRolloutSource:
         self.pending.extend((uid, r) for r in range(self.N))
         slot.held += 1
         slot.busy_since = time.monotonic()
+        if not slot.info and slot.info_ref is not None:
+            self._record_info(slot)
         self._episodes.extend(out["episodes"])
         merge_timing(self._timing, out["timing"])
 
@@ -576,11 +581,8 @@ class RayRolloutSource:
         """The Ray node id of every live actor (in actor order; '' while unknown)."""
         out = []
         for slot in self.slots:
-            if not slot.info and slot.handle is not None:
-                try:
-                    slot.info = ray.get(slot.handle.info.remote(), timeout=30)
-                except Exception:
-                    pass
+            if not slot.info and slot.info_ref is not None:
+                self._record_info(slot)
             out.append(slot.info.get("node_id", ""))
         return out
 
