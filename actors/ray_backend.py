@@ -369,6 +369,9 @@ class RayRolloutSource:
                  f"connected to {run.ray_address}" if run.ray_address else "local instance on 127.0.0.1",
                  time.monotonic() - t0, len(nodes), ray.cluster_resources().get("CPU", 0),
                  ray.cluster_resources().get("GPU", 0), os.environ.get("RAY_AUTH_MODE", "?"))
+        if not self.pin_memory and ray.cluster_resources().get("GPU", 0) > 0:
+            log.warning("ray: the cluster has GPUs but the learner runs on the CPU of this node: start "
+                        "launch.train on the GPU node (the learner runs where the command runs)")
         t1 = time.monotonic()
         here = ray.get_runtime_context().get_node_id()
         self.param_server = _RemoteParameterServer.options(

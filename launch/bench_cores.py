@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--backend", default="auto", choices=["auto", "reference", "triton"],
+    p.add_argument("--backend", default="auto", choices=["auto", "reference", "torch", "triton"],
                    help="fast-weight kernel backend")
     p.add_argument("--reset-prob", type=float, default=0.01, help="probability of an episode reset per step")
     args = p.parse_args(argv)

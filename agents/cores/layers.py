@@ -92,7 +92,7 @@ class FastWeightLayer(nn.Module):
     Subclasses implement :meth:`mix` (the op, ``[T, B, d_model] -> [T, B, H, d]``) and
     :meth:`local_state_spec` (its state entries without the layer prefix).
     ``kernel_backend`` is handed to the :mod:`agents.kernels` ops ("auto": Triton on
-    CUDA tensors when available, the PyTorch reference otherwise).
+    CUDA tensors when available, the whole-unroll PyTorch form otherwise).
     """
 
     kernel_backend: str = "auto"
