@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 
-def _named_tensors(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
-    # parameters and floating buffers (e.g. running statistics), in a fixed order
+def named_tensors(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
+    """Parameters and floating buffers (e.g. running statistics), in the fixed order of the flat layout."""
     out = [(n, p) for n, p in model.named_parameters()]
     out += [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
     return out
@@ -29,7 +29,7 @@ class SharedParams:
     """A flat shared-memory copy of a model's parameters with a seqlock."""
 
     def __init__(self, model: nn.Module):
-        tensors = _named_tensors(model)
+        tensors = named_tensors(model)
         self.names = [n for n, _ in tensors]
         self.shapes = [tuple(t.shape) for _, t in tensors]
         self.numels = [t.numel() for _, t in tensors]
@@ -45,7 +45,7 @@ class SharedParams:
     def publish(self, model: nn.Module) -> int:
         """Copy ``model``'s parameters in (learner side). Returns the new version."""
         with torch.no_grad():
-            flat = torch.cat([t.detach().reshape(-1).float() for _, t in _named_tensors(model)])
+            flat = torch.cat([t.detach().reshape(-1).float() for _, t in named_tensors(model)])
             if flat.numel() != self.flat.numel():
                 raise ValueError("model does not match the shared parameter layout")
             self.seq += 1                      # odd: write in progress
@@ -59,7 +59,7 @@ class SharedParams:
         Skips the copy when the version equals ``last_version``. Returns the version loaded.
         """
         deadline = time.monotonic() + timeout_s
-        targets = _named_tensors(model)
+        targets = named_tensors(model)
         while True:
             s0 = int(self.seq.item())
             if s0 // 2 == last_version and s0 % 2 == 0:

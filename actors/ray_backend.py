@@ -63,7 +63,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.actor import ActorSpec, UnrollWriter, build_actor_env
 from actors.buffers import rollout_specs
-from actors.params import _named_tensors
+from actors.params import named_tensors
 from actors.pool import ActorCrashLoop
 from actors.source import merge_timing
 
@@ -211,7 +211,7 @@ class ObjectStoreParams:
             time.sleep(self.poll_s)
         version, box = got
         flat = np.asarray(ray.get(box[0]), dtype=np.float32)                # [P], read-only view
-        targets = _named_tensors(model)
+        targets = named_tensors(model)
         total = sum(t.numel() for _, t in targets)
         if flat.shape != (total,):
             raise ValueError(f"published parameters have shape {flat.shape}, the actor's model needs ({total},)")
@@ -324,6 +324,7 @@ class RayRolloutSource:
         self._version = 1                       # like SharedParams: the initial parameters are version 1
         self._broadcast_version = 0
         self._inflight: Dict[object, Tuple[int, int]] = {}     # ref -> (actor, incarnation)
+        self._discarded: list = []                             # refs of lost actors, errors unread
         self._unrolls: Dict[int, _Unroll] = {}
         self._next_uid = 0
         self.pending: deque = deque()                          # (uid, row), oldest first
@@ -336,7 +337,7 @@ class RayRolloutSource:
     @staticmethod
     def _flatten(agent) -> np.ndarray:
         with torch.no_grad():
-            flat = torch.cat([t.detach().reshape(-1).float() for _, t in _named_tensors(agent)])
+            flat = torch.cat([t.detach().reshape(-1).float() for _, t in named_tensors(agent)])
         return flat.cpu().numpy()                                             # [P] float32
 
     def _broadcast(self, flat: np.ndarray, version: int) -> None:
@@ -437,6 +438,7 @@ class RayRolloutSource:
         for ref, (i, inc) in list(self._inflight.items()):
             if i == slot.index:
                 del self._inflight[ref]           # discarded: never trained on
+                self._discarded.append(ref)
         try:
             ray.kill(slot.handle, no_restart=True)
         except Exception:
@@ -457,28 +459,47 @@ class RayRolloutSource:
         self.closed = True
         if not self.started:
             return
+        refs = list(self._inflight) + self._discarded
         self._inflight.clear()
+        self._discarded = []
         self._unrolls.clear()
         self.pending.clear()
-        for slot in self.slots:
-            if slot.handle is not None:
-                try:
-                    ray.kill(slot.handle, no_restart=True)
-                except Exception:
-                    pass
-                slot.handle = None
-        if self.param_server is not None:
-            try:
+        try:
+            for slot in self.slots:
+                if slot.handle is not None:
+                    try:
+                        ray.kill(slot.handle, no_restart=True)
+                    except Exception:
+                        pass
+                    slot.handle = None
+            # the actors go first, so none is left asking a dead parameter server
+            self._reap(refs, timeout=5.0)
+            if self.param_server is not None:
                 ray.kill(self.param_server, no_restart=True)
+                self.param_server = None
+        except Exception as e:            # a broken connection must not keep Ray running
+            log.warning("ray: error while stopping the actors (%s: %s)", type(e).__name__, e)
+        finally:
+            if self.owns_ray:
+                ray.shutdown()
+
+    @staticmethod
+    def _reap(refs: list, timeout: float) -> list:
+        """Read the errors of discarded calls (else Ray logs them as unhandled); returns the rest."""
+        if not refs:
+            return []
+        ready, rest = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        for ref in ready:
+            try:
+                ray.get(ref)
             except Exception:
                 pass
-            self.param_server = None
-        if self.owns_ray:
-            ray.shutdown()
+        return rest
 
     # -- results ---------------------------------------------------------------------
     def _poll(self, timeout: float) -> None:
         """Collect finished unrolls (waiting up to ``timeout`` s); restart lost actors."""
+        self._discarded = self._reap(self._discarded, timeout=0)
         refs = list(self._inflight)
         ready: list = []
         if refs:
@@ -495,6 +516,7 @@ class RayRolloutSource:
             i, inc = owner
             slot = self.slots[i]
             if inc != slot.incarnation or i in lost:
+                self._discarded.append(ref)
                 continue
             slot.inflight -= 1
             try:

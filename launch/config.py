@@ -81,6 +81,8 @@ def validate_run_config(cfg: RunConfig) -> None:
 def validate_config(cfg: TrainConfig) -> None:
     """Every check that needs no process, env or model: raises ValueError naming the option."""
     validate_run_config(cfg.run)
+    if cfg.run.backend == "ray" and cfg.actor.inference == "learner":
+        raise ValueError("--inference learner works with --backend local only (Ray actors act on their own copies)")
     validate_actor_config(cfg.actor)
     validate_learner_config(cfg.learner)
     validate_model_config(cfg.model)

@@ -127,6 +127,30 @@ def test_one_actor_matches_local_policy_exactly(core):
     assert stats["requests"] == 12 and stats["forwards"] == 12 and stats["batch_rows"] == {3: 12}
 
 
+def test_image_observations_match_local_policy():
+    """ProcGen-shaped frames [3, 64, 64] uint8, given as the channels-first view of HWC frames
+    that the simulator produces (the server stores them channels-last)."""
+    torch.manual_seed(0)
+    spec = ObsSpec((3, 64, 64), "uint8")
+    cfg = ModelConfig(core="srwm", **SMALL)
+    agent = build_agent(cfg, spec, 15, 1)
+    local = LocalPolicy(build_agent(cfg, spec, 15, 1), 2)
+    local.agent.load_state_dict(agent.state_dict())
+    rng = np.random.default_rng(10)
+    with Server(agent, envs=2) as server:
+        client = server.client()
+        client.connect(0, 2)
+        for step in range(3):
+            frames = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8).transpose(0, 3, 1, 2)
+            reward, done = np.zeros(2, np.float32), np.full(2, step == 0)
+            task = np.zeros(2, np.int64)
+            _, l_srv, b_srv = client.act(frames, reward, done, task)
+            _, l_loc, b_loc = local.act(frames, reward, done, task)
+            torch.testing.assert_close(l_srv, l_loc, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(b_srv, b_loc, rtol=1e-5, atol=1e-5)
+        assert_close_states(client.state_snapshot(), local.state_snapshot())
+
+
 def test_done_resets_the_resident_state():
     agent = make_agent("srwm")
     rng = np.random.default_rng(2)
@@ -564,3 +588,39 @@ def test_bench_command_measures_env_and_learner(tmp_path, capsys):
     assert "| ff | actor |" in text and "| lstm | actor |" in text
     with pytest.raises(SystemExit):
         bench_main(["--cores", "nope", "--phases", "env"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_server_on_cuda_matches_cpu_policy():
+    """The server on the GPU (own stream, pinned staging) against actor-side inference on the CPU."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    agent = make_agent("srwm")
+    local = LocalPolicy(make_agent("srwm"), 3)
+    rng = np.random.default_rng(11)
+    server = InferenceServer(make_cfg(num_actors=2, envs=3, timeout_ms=10_000), agent.cuda(), device="cuda")
+    server.start()
+    try:
+        clients = [server.client() for _ in range(2)]
+        for i, c in enumerate(clients):
+            c.connect(i, 3)
+        for step in range(5):
+            inputs = make_inputs(rng, 3, done_p=1.0 if step == 0 else 0.3)
+            results = act_concurrently(clients, [inputs, inputs])
+            _, l_loc, b_loc = local.act(*inputs)
+            for _, l, b in results:
+                torch.testing.assert_close(l, l_loc, rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(b, b_loc, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            for p in agent.parameters():
+                p.mul_(1.5)
+        server.update_params(agent, 3)
+        local.agent.load_state_dict({k: v.cpu() for k, v in agent.state_dict().items()})
+        inputs = make_inputs(rng, 3, done_p=0.0)
+        _, l, _ = clients[0].act(*inputs)
+        torch.testing.assert_close(l, local.act(*inputs)[1], rtol=1e-4, atol=1e-4)
+        assert_close_states(clients[0].state_snapshot(), local.state_snapshot())
+    finally:
+        server.stop()
+        torch.backends.cuda.matmul.allow_tf32 = tf32
