@@ -78,7 +78,9 @@ class ImpalaResNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # obs: [N, C, H, W] -> [N, feature_size]
         _check_obs(obs, self.obs_shape, "impala")
-        x = self.stages(_to_float(obs, self.fc.weight.dtype))          # [N, 32, H/8, W/8]
+        # channels-last is about 2x faster for these convolutions on the CPU (and the GPU's tensor cores)
+        x = _to_float(obs, self.fc.weight.dtype).contiguous(memory_format=torch.channels_last)
+        x = self.stages(x)                                                  # [N, 32, H/8, W/8]
         x = F.relu(x).flatten(1)                                        # [N, 2048]
         return F.relu(self.fc(x))                                       # [N, feature_size]
 
@@ -106,7 +108,8 @@ class NatureCNN(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # obs: [N, C, H, W] -> [N, feature_size]
         _check_obs(obs, self.obs_shape, "nature")
-        x = self.convs(_to_float(obs, self.fc.weight.dtype)).flatten(1)  # [N, 3136]
+        x = _to_float(obs, self.fc.weight.dtype).contiguous(memory_format=torch.channels_last)
+        x = self.convs(x).flatten(1)                                        # [N, 3136]
         return F.relu(self.fc(x))                                          # [N, feature_size]
 
 

@@ -63,6 +63,11 @@ class ModelConfig:
         "help": "concatenate a one-hot task id to the features given to the core"})
     reward_clip: float = field(default=1.0, metadata={
         "help": "the reward fed to the core is clipped to [-c, c]; 0 feeds the raw reward"})
+    encoder_dtype: str = field(default="float32", metadata={
+        "help": "encoder precision: float32, or bfloat16 (mixed precision; the core and its fast "
+                "weights stay float32)"})
+    compile_encoder: bool = field(default=False, metadata={
+        "help": "torch.compile the encoder (worth it on a GPU learner; slow to start)"})
 
 
 def _flag(name: str) -> str:
@@ -88,6 +93,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout!r}")
     if not cfg.reward_clip >= 0.0:
         raise ValueError(f"--reward-clip must be >= 0 (0 = no clipping), got {cfg.reward_clip!r}")
+    if cfg.encoder_dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"--encoder-dtype must be float32 or bfloat16, got {cfg.encoder_dtype!r}")
     accepted = core_option_names(cfg.core)
     if {"hidden_size", "num_heads", "head_size"} <= set(accepted) \
             and cfg.num_heads * cfg.head_size != cfg.hidden_size:
@@ -125,6 +132,8 @@ class Agent(nn.Module):
                                     feature_size=cfg.feature_size or None)
         core_in = self.encoder.output_size + 1 + (num_tasks if cfg.use_task_id else 0)
         self.core = make_core(cfg.core, core_in, strict=False, **core_options(cfg))
+        if cfg.compile_encoder:
+            self.encoder.compile(dynamic=True)       # keeps parameter names: checkpoints unaffected
         self.policy = nn.Linear(self.core.output_size, num_actions)
         self.baseline = nn.Linear(self.core.output_size, 1)
 
@@ -141,7 +150,10 @@ class Agent(nn.Module):
 
     def architecture(self) -> dict:
         """Plain-data description used to check that a checkpoint fits this model."""
-        return {**dataclasses.asdict(self.cfg),                  # includes "core"
+        arch = dataclasses.asdict(self.cfg)                      # includes "core"
+        for speed_only in ("encoder_dtype", "compile_encoder"):  # do not change the weights
+            arch.pop(speed_only, None)
+        return {**arch,
                 "encoder_kind": self.encoder_name,
                 "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype,
                 "num_actions": self.num_actions, "num_tasks": self.num_tasks,
@@ -154,7 +166,13 @@ class Agent(nn.Module):
             raise ValueError(f"inputs['obs'] must be [T, B, {', '.join(map(str, self.obs_shape))}], "
                              f"got {list(obs.shape)}")
         T, B = obs.shape[:2]
-        feats = self.encoder(obs.reshape(T * B, *self.obs_shape)).view(T, B, -1)   # [T, B, F]
+        flat = obs.reshape(T * B, *self.obs_shape)
+        if self.cfg.encoder_dtype == "bfloat16":
+            with torch.autocast(flat.device.type, dtype=torch.bfloat16):
+                feats = self.encoder(flat)
+            feats = feats.float().view(T, B, -1)                            # [T, B, F]
+        else:
+            feats = self.encoder(flat).view(T, B, -1)                       # [T, B, F]
         reward = inputs["reward"].to(feats.dtype)                           # [T, B]
         if tuple(reward.shape) != (T, B):
             raise ValueError(f"inputs['reward'] must be [T, B] = [{T}, {B}], got {list(reward.shape)}")

@@ -232,6 +232,11 @@ class Trainer:
                                     "policy_lag": float(np.mean(lags)) if lags else None,
                                     "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
                     scalars.update(acc)
+                    server = getattr(self.source, "inference_server", None)
+                    if server is not None and hasattr(server, "take_stats"):
+                        st = server.take_stats()
+                        scalars["inference/batch_rows"] = st.get("mean_batch_rows")
+                        scalars["time/server_forward"] = st.get("time_forward")
                     logger.log(self.learner.steps, scalars)
                     ret = scalars.get("return/mean")
                     logger.progress(self.learner.steps, {"sps": f"{sps:.0f}",
