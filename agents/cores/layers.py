@@ -122,14 +122,18 @@ class FastWeightLayer(nn.Module):
 class FastWeightStack(MemoryCore):
     """Input projection followed by ``num_layers`` :class:`FastWeightLayer` s.
 
-    Subclasses implement :meth:`make_layer` and expose the constructor options they
-    accept in their own ``__init__`` signature (``make_core(strict=False)`` filters the
-    command-line options by that signature). The flat state dict holds
-    ``"layer{i}.<name>"`` for every entry of every layer's local state.
+    Subclasses set ``layer_class`` (or override :meth:`make_layer`); the constructor
+    options are those of this ``__init__`` signature, which ``make_core(strict=False)``
+    uses to filter the command-line options (a subclass taking fewer options
+    declares its own ``__init__``). The flat state dict holds ``"layer{i}.<name>"``
+    for every entry of every layer's local state.
     """
 
-    def __init__(self, input_size: int, *, hidden_size: int, num_layers: int, num_heads: int,
-                 head_size: int, d_ff: int, dropout: float, detach_each_step: bool = False):
+    layer_class = None     # a FastWeightLayer subclass taking (d_model, H, d, d_ff, dropout, detach)
+
+    def __init__(self, input_size: int, *, hidden_size: int = 128, num_layers: int = 2,
+                 num_heads: int = 8, head_size: int = 16, d_ff: int = 512, dropout: float = 0.0,
+                 detach_each_step: bool = False):
         super().__init__()
         name = getattr(type(self), "core_name", type(self).__name__)
         check_positive(name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
@@ -147,7 +151,9 @@ class FastWeightStack(MemoryCore):
 
     def make_layer(self, d_model: int, num_heads: int, head_size: int, d_ff: int, dropout: float,
                    detach_each_step: bool) -> FastWeightLayer:
-        raise NotImplementedError
+        if self.layer_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no layer_class")
+        return self.layer_class(d_model, num_heads, head_size, d_ff, dropout, detach_each_step)
 
     def state_spec(self) -> StateSpec:
         dtype = self.input_proj.weight.dtype

@@ -40,12 +40,4 @@ class LinearTransformerLayer(DeltaNetLayer):
 class LinearTransformerCore(FastWeightStack):
     """Stack of Linear Transformer layers."""
 
-    def __init__(self, input_size: int, *, hidden_size: int = 128, num_layers: int = 2,
-                 num_heads: int = 8, head_size: int = 16, d_ff: int = 512, dropout: float = 0.0,
-                 detach_each_step: bool = False):
-        super().__init__(input_size, hidden_size=hidden_size, num_layers=num_layers,
-                         num_heads=num_heads, head_size=head_size, d_ff=d_ff, dropout=dropout,
-                         detach_each_step=detach_each_step)
-
-    def make_layer(self, d_model, num_heads, head_size, d_ff, dropout, detach_each_step):
-        return LinearTransformerLayer(d_model, num_heads, head_size, d_ff, dropout, detach_each_step)
+    layer_class = LinearTransformerLayer
