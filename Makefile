@@ -21,7 +21,7 @@ train: setup
 	$(PY) -m launch.train --core srwm \
 	  --env procgen:bigfish,fruitbot,maze,leaper,plunder,starpilot \
 	  --num-actors 2 --envs-per-actor 3 --batch-size 6 --unroll-length 20 \
-	  --total-steps 12000 --learner-threads 1 --checkpoint-interval-s 60 \
+	  --total-steps 12000 --checkpoint-interval-s 60 \
 	  --eval-episodes 2 --name default-$$(date +%Y%m%d-%H%M%S)
 
 # The test suite (what CI runs). Exit code 5 (no tests collected) counts as failure.

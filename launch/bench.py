@@ -109,8 +109,11 @@ def parse(argv: Sequence[str]):
             a.unroll_length = 20
     if "actor.envs_per_actor" not in given:       # one group of every actor fills a batch or more
         a.envs_per_actor = max(1, math.ceil(a.batch_size / a.num_actors))
-    if "learner.learner_threads" not in given:    # the learner gets the cores the actors leave
-        cfg.learner.learner_threads = max(1, cores - a.num_actors)
+    if "learner.learner_threads" not in given:
+        # on the CPU the learner is the bottleneck and the actors wait for buffers part of the
+        # time: letting the learner's threads use every core fills those gaps (measured on 2
+        # cores: CPU efficiency 0.72 -> 0.98); on a GPU it needs the cores the actors leave
+        cfg.learner.learner_threads = max(1, cores - a.num_actors) if device.type == "cuda" else cores
     if "run.progress" not in given:
         cfg.run.progress = False
     cfg.run.total_steps = 10**12                  # the learning-rate schedule stays flat
