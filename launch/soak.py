@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 DEFAULT_TRAIN = ["--env", "procgen:bigfish,fruitbot,maze,leaper,plunder,starpilot", "--core", "srwm",
-                 "--num-actors", "2", "--envs-per-actor", "2", "--batch-size", "4",
+                 "--num-actors", "2", "--envs-per-actor", "3", "--batch-size", "6",
                  "--unroll-length", "20", "--learner-threads", "1", "--log-interval-s", "2",
                  "--no-progress"]
 
