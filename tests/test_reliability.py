@@ -147,17 +147,18 @@ def test_kill_9_of_an_actor_discards_its_partial_unroll(tmp_path):
                 killed = True
         assert killed and len(batches) >= 24, len(batches)
         assert src.restarts >= 1
+        from envs.counting_env import counting_reward
         for b in batches:
-            obs = b["obs"]                                  # [T+1, B, D]
-            done = b["done"]
-            # the counting env: component 0 is the step within the episode, scaled; it goes up
-            # by one step per entry, or starts again at a reset
-            step = obs[..., 0]
-            inc = step[1:] - step[:-1]
-            first = step[1:]
-            ok = torch.isclose(inc, inc[0:1, :].new_tensor(float(obs[1, 0, 0] - obs[0, 0, 0]))) | done[1:]
-            assert ok.all() or torch.allclose(inc[~done[1:]], inc[~done[1:]][0].expand_as(inc[~done[1:]])), \
-                "a torn unroll reached the learner"
+            obs, done = b["obs"], b["done"]                 # [T+1, B, 3]: [step, slot, episode]
+            step, slot = obs[..., 0], obs[..., 1]
+            cont = ~done[1:]
+            # every entry follows its predecessor: the step counts up by one within an episode,
+            # a new episode starts at step 0, and the slot never changes inside a row
+            assert torch.equal(step[1:][cont], step[:-1][cont] + 1), "a torn unroll reached the learner"
+            assert (step[1:][done[1:]] == 0).all()
+            assert (slot == slot[0:1]).all()
+            want = torch.from_numpy(counting_reward(step[:-1].numpy(), b["action"][:-1].numpy()))
+            assert torch.equal(b["reward"][1:], want), "rewards do not belong to the recorded actions"
     finally:
         src.stop()
     assert not any(src.pool.alive())
