@@ -163,7 +163,7 @@ class Learner:
             self.nonfinite_in_row += 1
             if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
                 raise NonFiniteError(f"{self.nonfinite_in_row} non-finite updates in a row "
-                                     f"(loss {float(total)}, grad norm {float(grad_norm)})")
+                                     f"(loss {float(total.detach())}, grad norm {float(grad_norm)})")
         stats.update(skipped_updates=self.skipped_updates, update_ok=float(finite))
         return stats
 

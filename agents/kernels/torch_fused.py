@@ -156,7 +156,7 @@ class _SRWM(torch.autograd.Function):
         BH = B * H
         keep_bh = (~reset).to(x.dtype).repeat_interleave(H, dim=1).view(T, BH, 1, 1)
         xf = x.reshape(T, BH, D)
-        Wb = W_slow.unsqueeze(0).expand(B, H, R, D).reshape(BH, R, D)
+        Wb = W_slow.unsqueeze(0).expand(B, H, R, D).reshape(BH, R, D).contiguous()   # dense: fast adds
         dW = delta.reshape(BH, R, D).clone()
         groups = _row_groups(Dy, D, x.device)
         A_all = x.new_empty(T, BH, R, D)
@@ -167,8 +167,7 @@ class _SRWM(torch.autograd.Function):
         y = x.new_empty(T, BH, Dy)
         for t in range(T):
             dW.mul_(keep_bh[t])
-            A = Wb + dW                                                        # [BH, R, D]
-            A_all[t] = A
+            A = torch.add(Wb, dW, out=A_all[t])                                # [BH, R, D]
             z = _mv(A, xf[t])                                                   # [BH, R]
             y[t] = z[:, :Dy]
             q = torch.softmax(z[:, Dy:Dy + D], -1)
