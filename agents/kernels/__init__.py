@@ -8,7 +8,7 @@ whole time-major unroll. ``backend="reference"`` runs the per-step PyTorch loops
 reference); ``backend="triton"`` the fused Triton kernels (one launch per unroll, CUDA
 tensors, or CPU tensors under ``TRITON_INTERPRET=1``). ``backend="auto"`` picks Triton
 for CUDA tensors when triton imports and the whole-unroll PyTorch form everywhere
-else (2-5x faster than the reference on the CPU learner; see
+else (2-3x faster forward+backward than the reference on the CPU learner; see
 ``python -m launch.bench_kernels --device cpu``). See README.md in this folder for the maths.
 """
 
