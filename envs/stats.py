@@ -82,6 +82,25 @@ class EpisodeStats:
         return out
 
 
+    def state_dict(self) -> dict:
+        """Plain data (for checkpoints): the recent windows and the running sums per task."""
+        return {"task_names": list(self.task_names),
+                "recent": [[list(x) for x in r] for r in self._recent],
+                "count": list(self._count), "sum_return": list(self._sum_return),
+                "sum_length": list(self._sum_length)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state["task_names"]) != self.task_names:
+            raise ValueError(f"episode statistics of tasks {state['task_names']} cannot be loaded "
+                             f"into {self.task_names}")
+        for tid in range(len(self.task_names)):
+            self._recent[tid].clear()
+            self._recent[tid].extend((float(r), int(l)) for r, l in state["recent"][tid])
+        self._count = [int(c) for c in state["count"]]
+        self._sum_return = [float(x) for x in state["sum_return"]]
+        self._sum_length = [int(x) for x in state["sum_length"]]
+
+
 def _mean(values: Iterable[float]) -> float:
     vals = list(values)
     return sum(vals) / len(vals)

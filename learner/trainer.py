@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -26,54 +26,33 @@ import torch
 
 from learner.checkpoint import CheckpointError, check_architecture, load_latest, save_checkpoint
 from learner.learner import Learner, NonFiniteError
+from envs.stats import EpisodeStats
 from learner.logger import RunLogger
 
 log = logging.getLogger(__name__)
 
 
-class TaskStats:
-    """Per-task episode statistics over a recent window (and totals)."""
+def task_columns(task_names) -> list:
+    """Log columns of the per-task episode statistics."""
+    cols = ["return/mean"]
+    for t in task_names:
+        cols += [f"return/{t}", f"length/{t}", f"episodes/{t}"]
+    return cols
 
-    def __init__(self, task_names, window: int = 100):
-        self.task_names = list(task_names)
-        self.recent = {t: deque(maxlen=window) for t in self.task_names}
-        self.total_episodes = defaultdict(int)
 
-    def add(self, ep) -> None:
-        name = self.task_names[ep.task_id] if 0 <= ep.task_id < len(self.task_names) else ep.task
-        self.recent[name].append((ep.episode_return, ep.length))
-        self.total_episodes[name] += 1
-
-    def scalars(self) -> Dict[str, float]:
-        out = {}
-        all_returns = []
-        for t in self.task_names:
-            r = self.recent[t]
-            if r:
-                out[f"return/{t}"] = float(np.mean([x[0] for x in r]))
-                out[f"length/{t}"] = float(np.mean([x[1] for x in r]))
-                all_returns.append(out[f"return/{t}"])
-            out[f"episodes/{t}"] = float(self.total_episodes[t])
-        if all_returns:
-            out["return/mean"] = float(np.mean(all_returns))
-        return out
-
-    def columns(self):
-        cols = ["return/mean"]
-        for t in self.task_names:
-            cols += [f"return/{t}", f"length/{t}", f"episodes/{t}"]
-        return cols
-
-    def state(self) -> dict:
-        return {"recent": {t: [list(x) for x in self.recent[t]] for t in self.task_names},
-                "total": dict(self.total_episodes)}
-
-    def load(self, st: dict) -> None:
-        for t, items in st.get("recent", {}).items():
-            if t in self.recent:
-                self.recent[t].extend(tuple(x) for x in items)
-        for t, n in st.get("total", {}).items():
-            self.total_episodes[t] = int(n)
+def task_scalars(stats: EpisodeStats) -> Dict[str, float]:
+    """``return/<task>``, ``length/<task>`` (recent window), ``episodes/<task>`` (total) and
+    ``return/mean`` over the tasks that have finished an episode."""
+    out, returns = {}, []
+    for name, s in stats.summary().items():
+        if s.window_count:
+            out[f"return/{name}"] = s.mean_return
+            out[f"length/{name}"] = s.mean_length
+            returns.append(s.mean_return)
+        out[f"episodes/{name}"] = float(s.count)
+    if returns:
+        out["return/mean"] = float(np.mean(returns))
+    return out
 
 
 LEARNER_COLUMNS = ["sps", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "entropy",
@@ -139,13 +118,14 @@ class Trainer:
                                reward_clip=cfg.model.reward_clip)
         self.architecture = agent.architecture()
         self.config_dict = config_to_dict(cfg)
-        self.stats = TaskStats(self.task_names)
+        self.stats = EpisodeStats(self.task_names)
         self.restarts_before = 0
         self.loss_hook = loss_hook
         if resume_payload is not None:
             self.learner.load_state_dict(resume_payload["learner"])
             run = resume_payload.get("run", {})
-            self.stats.load(run.get("task_stats", {}))
+            if "task_stats" in run:
+                self.stats.load_state_dict(run["task_stats"])
             self.restarts_before = int(run.get("actor_restarts", 0))
         self.source = None
 
@@ -173,7 +153,7 @@ class Trainer:
             "config": self.config_dict,
             "architecture": self.architecture,
             "learner": self.learner.state_dict(),
-            "run": {"task_stats": self.stats.state(),
+            "run": {"task_stats": self.stats.state_dict(),
                     "actor_restarts": self.restarts_before + (self.source.restarts if self.source else 0),
                     "task_names": self.task_names},
         }
@@ -183,7 +163,7 @@ class Trainer:
     def run(self) -> dict:
         cfg = self.cfg
         T, B = cfg.actor.unroll_length, cfg.actor.batch_size
-        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + self.stats.columns(),
+        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names),
                            total_steps=cfg.run.total_steps, start_step=self.learner.steps,
                            progress=cfg.run.progress)
         self.source = self.make_source()
@@ -206,8 +186,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 got = self.source.get_batch(B, timeout=0.05)
                 acc["time/wait_batch"] += time.perf_counter() - t0
-                for ep in self.source.drain_episodes():
-                    self.stats.add(ep)
+                self.stats.add(self.source.drain_episodes())
                 if got is not None:
                     batch, state, info = got
                     t1 = time.perf_counter()
@@ -225,7 +204,7 @@ class Trainer:
                     sps = (self.learner.steps - steps_at_log) / max(now - last_log, 1e-9)
                     timing = self.source.drain_timing()
                     scalars = dict(last_stats)
-                    scalars.update(self.stats.scalars())
+                    scalars.update(task_scalars(self.stats))
                     scalars.update(self.source.queue_sizes())
                     scalars.update({"sps": sps, "updates": self.learner.updates,
                                     "actor_restarts": self.restarts_before + self.source.restarts,
@@ -264,7 +243,7 @@ class Trainer:
         summary = {"status": status, "steps": self.learner.steps, "updates": self.learner.updates,
                    "elapsed_s": elapsed, "skipped_updates": self.learner.skipped_updates,
                    "actor_restarts": self.restarts_before + self.source.restarts}
-        summary.update(self.stats.scalars())
+        summary.update(task_scalars(self.stats))
         if error is not None and not isinstance(error, NonFiniteError):
             raise error
         if isinstance(error, NonFiniteError):

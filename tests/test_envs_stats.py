@@ -72,3 +72,16 @@ def test_done_convention_and_episode_bookkeeping_for_every_family(spec, kw, step
         seen += len(finished)
     assert seen > 0
     env.close()
+
+
+def test_state_dict_round_trip_keeps_windows_and_totals():
+    stats = EpisodeStats(["a", "b"], window=2)
+    stats.add([EpisodeInfo(0, "a", 1.0, 3), EpisodeInfo(0, "a", 2.0, 5), EpisodeInfo(0, "a", 4.0, 7),
+               EpisodeInfo(1, "b", -1.0, 2)])
+    restored = EpisodeStats(["a", "b"], window=2)
+    restored.load_state_dict(stats.state_dict())
+    assert restored.summary() == stats.summary()
+    a = restored.summary()["a"]
+    assert (a.count, a.mean_return, a.total_mean_return) == (3, 3.0, 7.0 / 3)
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        EpisodeStats(["a", "c"]).load_state_dict(stats.state_dict())
