@@ -12,7 +12,7 @@ can measure policy lag.
 from __future__ import annotations
 
 import time
-from typing import Iterable, List, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -30,7 +30,6 @@ class SharedParams:
 
     def __init__(self, model: nn.Module):
         tensors = named_tensors(model)
-        self.names = [n for n, _ in tensors]
         self.shapes = [tuple(t.shape) for _, t in tensors]
         self.numels = [t.numel() for _, t in tensors]
         total = sum(self.numels)
@@ -65,19 +64,15 @@ class SharedParams:
             if s0 // 2 == last_version and s0 % 2 == 0:
                 return last_version
             if s0 % 2 == 0:
-                snapshot = self.flat.clone()
+                # copy straight into the model; a publish that overlapped shows as a changed
+                # counter, and the copy is simply done again
+                with torch.no_grad():
+                    offset = 0
+                    for (_, t), n, shape in zip(targets, self.numels, self.shapes):
+                        t.copy_(self.flat[offset:offset + n].view(shape))
+                        offset += n
                 if int(self.seq.item()) == s0:
-                    break
+                    return s0 // 2
             if time.monotonic() > deadline:
                 raise TimeoutError("could not read a consistent parameter set from the learner")
             time.sleep(0.0005)
-        with torch.no_grad():
-            offset = 0
-            for (_, t), n, shape in zip(targets, self.numels, self.shapes):
-                t.copy_(snapshot[offset:offset + n].view(shape))
-                offset += n
-        return s0 // 2
-
-
-def count_parameters(params: Iterable[torch.Tensor]) -> int:
-    return sum(p.numel() for p in params)
