@@ -38,6 +38,8 @@ import numpy as np
 import psutil
 import torch
 
+from launch.bench import cpu_seconds
+
 DEFAULTS = ["--env", "memory:2:2", "--core", "lstm", "--lstm-hidden-size", "32", "--feature-size", "32",
             "--num-actors", "2", "--envs-per-actor", "8", "--batch-size", "16", "--unroll-length", "10",
             "--learning-rate", "2e-3", "--learner-threads", "1", "--no-progress"]
@@ -74,17 +76,6 @@ def rollout_bytes_per_step(obs_shape, obs_dtype: str, num_actions: int) -> int:
     total = 0
     for shape, dtype in rollout_specs(obs_shape, obs_dtype, num_actions).values():
         total += int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
-    return total
-
-
-def cpu_seconds(procs) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
     return total
 
 

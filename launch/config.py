@@ -123,9 +123,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, 
 
 
 def build_parser(prog: str = "python -m launch.train", description: str = "") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter
-                                     if False else argparse.HelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     for section, cls, title in (("env", EnvConfig, "environment"), ("model", ModelConfig, "model"),
                                 ("actor", ActorConfig, "actors"), ("learner", LearnerConfig, "learner"),
                                 ("run", RunConfig, "run")):
