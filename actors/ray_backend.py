@@ -65,7 +65,7 @@ from actors.actor import ActorSpec, UnrollWriter, build_actor_env
 from actors.buffers import rollout_specs
 from actors.params import named_tensors
 from actors.pool import ActorCrashLoop
-from actors.source import merge_timing
+from actors.source import RolloutSource
 
 log = logging.getLogger(__name__)
 
@@ -299,11 +299,12 @@ class _Slot:
     last_error: str = ""
 
 
-class RayRolloutSource:
+class RayRolloutSource(RolloutSource):
     """Rollout source over Ray actors; same interface as :class:`actors.source.LocalRolloutSource`."""
 
     def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
                  pin_memory: bool = False):
+        super().__init__()
         a = config.actor
         if a.inference != "actor":
             raise ValueError(f"--inference {a.inference} is not supported with --backend ray: Ray actors act "
@@ -328,8 +329,6 @@ class RayRolloutSource:
         self._unrolls: Dict[int, _Unroll] = {}
         self._next_uid = 0
         self.pending: deque = deque()                          # (uid, row), oldest first
-        self._episodes: list = []
-        self._timing: Dict[str, float] = {}
         self.restarts = 0
         self.crash_times: deque = deque()
 
@@ -548,8 +547,7 @@ class RayRolloutSource:
         slot.busy_since = time.monotonic()
         if not slot.info and slot.info_ref is not None:
             self._record_info(slot)
-        self._episodes.extend(out["episodes"])
-        merge_timing(self._timing, out["timing"])
+        self._record(out["episodes"], out["timing"])
 
     def get_batch(self, batch_size: int, timeout: float = 0.1):
         """``B`` rows as ``({key: [T+1, B, ...]}, {name: [B, ...]}, {"policy_versions": [B]})`` or None."""
@@ -589,14 +587,6 @@ class RayRolloutSource:
         return batch, state, {"policy_versions": versions}
 
     # -- logging ---------------------------------------------------------------------
-    def drain_episodes(self) -> list:
-        out, self._episodes = self._episodes, []
-        return out
-
-    def drain_timing(self) -> Dict[str, float]:
-        out, self._timing = self._timing, {}
-        return out
-
     def queue_sizes(self) -> Dict[str, float]:
         held = sum(s.held for s in self.slots)
         return {"queue/full_rows": len(self.pending), "queue/held_groups": held,

@@ -32,9 +32,31 @@ def merge_timing(acc: Dict[str, float], t: Dict[str, float]) -> None:
         acc[k] = acc.get(k, 0.0) + v
 
 
-class LocalRolloutSource:
+class RolloutSource:
+    """Episode and timing bookkeeping shared by every backend (see the module docstring)."""
+
+    def __init__(self):
+        self._episodes: list = []
+        self._timing: Dict[str, float] = {}
+
+    def _record(self, episodes: list, timing: Dict[str, float]) -> None:
+        """Keep what an actor reported with a finished unroll until the trainer drains it."""
+        self._episodes.extend(episodes)
+        merge_timing(self._timing, timing)
+
+    def drain_episodes(self) -> list:
+        out, self._episodes = self._episodes, []
+        return out
+
+    def drain_timing(self) -> Dict[str, float]:
+        out, self._timing = self._timing, {}
+        return out
+
+
+class LocalRolloutSource(RolloutSource):
     def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
                  pin_memory: bool = False, inference_server=None):
+        super().__init__()
         a = config.actor
         self.layout = BufferLayout(a.num_actors, a.num_buffers, a.envs_per_actor, a.unroll_length)
         self.buffers = RolloutBuffers(self.layout, obs_shape, obs_dtype, num_actions, agent.state_spec())
@@ -50,8 +72,6 @@ class LocalRolloutSource:
         self.pin_memory = pin_memory
         self.pending: deque = deque()                  # (group, row) of full rows, oldest first
         self.remaining: Dict[int, int] = {}            # group -> rows not yet copied out
-        self._episodes: list = []
-        self._timing: Dict[str, float] = {}
 
     @property
     def restarts(self) -> int:
@@ -82,8 +102,7 @@ class LocalRolloutSource:
             rows = self.layout.rows(ev.group)
             self.pending.extend((ev.group, r) for r in rows)
             self.remaining[ev.group] = len(rows)
-            self._episodes.extend(ev.episodes)
-            merge_timing(self._timing, ev.timing)
+            self._record(ev.episodes, ev.timing)
 
     def get_batch(self, batch_size: int, timeout: float = 0.1):
         self._drain(0.0 if len(self.pending) >= batch_size else timeout)
@@ -100,14 +119,6 @@ class LocalRolloutSource:
                 del self.remaining[g]
                 self.pool.release(g)
         return batch, state, {"policy_versions": versions}
-
-    def drain_episodes(self) -> list:
-        out, self._episodes = self._episodes, []
-        return out
-
-    def drain_timing(self) -> Dict[str, float]:
-        out, self._timing = self._timing, {}
-        return out
 
     def queue_sizes(self) -> Dict[str, float]:
         return {"queue/full_rows": len(self.pending),
