@@ -8,13 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GAME=${1:?usage: $0 GAME CORE [flags...]}; CORE=${2:?usage: $0 GAME CORE [flags...]}; shift 2
-PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+source launch/impala_paper_flags.sh
 exec "$PYTHON" -m launch.train \
   --core "$CORE" --env "atari:$GAME" --sticky-action-prob 0 --noop-max 30 \
-  --num-actors "${NUM_ACTORS:-48}" --envs-per-actor "${ENVS_PER_ACTOR:-1}" \
-  --batch-size 32 --unroll-length 50 \
-  --learning-rate 6e-4 --rmsprop-alpha 0.99 --rmsprop-eps 0.01 --rmsprop-momentum 0 \
-  --grad-norm-clip 40 --entropy-cost 0.01 --baseline-cost 0.5 --discount 0.99 --reward-clip 1 \
-  --num-layers 2 --hidden-size 128 --num-heads 8 --head-size 16 --d-ff 512 \
-  --total-steps "${TOTAL_STEPS:-200000000}" --device "${DEVICE:-auto}" \
+  "${PAPER_FLAGS[@]}" \
+  --total-steps "${TOTAL_STEPS:-200000000}" \
   --name "${NAME:-atari-$GAME-$CORE-$(date +%Y%m%d-%H%M%S)}" "$@"

@@ -1,0 +1,12 @@
+# Sourced by the paper's launch scripts: the IMPALA settings they share (DESIGN.md section 7)
+# and the environment overrides every script reads.
+#   NUM_ACTORS (48), ENVS_PER_ACTOR (1), DEVICE (auto), PYTHON (.venv/bin/python if present)
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+PAPER_FLAGS=(
+  --num-actors "${NUM_ACTORS:-48}" --envs-per-actor "${ENVS_PER_ACTOR:-1}"
+  --batch-size 32 --unroll-length 50
+  --learning-rate 6e-4 --rmsprop-alpha 0.99 --rmsprop-eps 0.01 --rmsprop-momentum 0
+  --grad-norm-clip 40 --entropy-cost 0.01 --baseline-cost 0.5 --discount 0.99 --reward-clip 1
+  --num-layers 2 --hidden-size 128 --num-heads 8 --head-size 16 --d-ff 512
+  --device "${DEVICE:-auto}"
+)
