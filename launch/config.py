@@ -54,18 +54,22 @@ class TrainConfig:
 SECTIONS = ("env", "model", "actor", "learner", "run")
 
 
-def validate_run_config(cfg: RunConfig) -> None:
-    if cfg.total_steps < 1:
-        raise ValueError(f"--total-steps must be positive, got {cfg.total_steps}")
-    if cfg.backend not in ("local", "ray"):
-        raise ValueError(f"--backend must be 'local' or 'ray', got {cfg.backend!r}")
-    dev = cfg.device
+def check_device(dev: str) -> None:
+    """Raise ValueError unless ``dev`` is auto, cpu, cuda or cuda:N and usable here."""
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {dev!r}")
     if dev.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
             raise ValueError(f"--device {dev}: CUDA is not available on this machine")
+
+
+def validate_run_config(cfg: RunConfig) -> None:
+    if cfg.total_steps < 1:
+        raise ValueError(f"--total-steps must be positive, got {cfg.total_steps}")
+    if cfg.backend not in ("local", "ray"):
+        raise ValueError(f"--backend must be 'local' or 'ray', got {cfg.backend!r}")
+    check_device(cfg.device)
     for name in ("checkpoint_interval_s", "log_interval_s", "ray_cpus_per_actor"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")

@@ -100,14 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_device(name: str) -> str:
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not (name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise EvaluationInputError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EvaluationInputError(f"--device {name}: CUDA is not available on this machine")
-    return name
+    from launch.config import check_device
+    from learner.trainer import resolve_device
+    try:
+        check_device(name)
+    except ValueError as e:
+        raise EvaluationInputError(str(e)) from None
+    return str(resolve_device(name))
 
 
 def check_options(args: argparse.Namespace) -> None:

@@ -212,7 +212,7 @@ class Trainer:
                                     "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
                     scalars.update(acc)
                     server = getattr(self.source, "inference_server", None)
-                    if server is not None and hasattr(server, "take_stats"):
+                    if server is not None:
                         st = server.take_stats()
                         scalars["inference/batch_rows"] = st.get("mean_batch_rows")
                         scalars["time/server_forward"] = st.get("time_forward")
