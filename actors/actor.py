@@ -163,7 +163,7 @@ def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, infere
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # the trainer coordinates shutdown
     cfg = spec.config
-    torch.set_num_threads(cfg.actor.actor_threads)
+    torch.set_num_threads(max(1, cfg.actor.actor_threads))
     idx = spec.actor_index
     ppid = os.getppid()
 

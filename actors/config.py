@@ -25,13 +25,16 @@ class ActorConfig:
         "help": "an actor silent this long is considered hung, killed and restarted"})
     max_crashes_per_minute: int = field(default=10, metadata={
         "help": "more actor crashes than this within a minute stop the run"})
-    actor_threads: int = field(default=1, metadata={"help": "torch threads per actor process"})
+    actor_threads: int = field(default=0, metadata={
+        "help": "torch threads per actor process (0 = by the thread rule: one, plus an even share "
+                "of the cores the learner and actors leave; see launch/threads.py)"})
 
 
 def validate_actor_config(cfg: ActorConfig) -> None:
     """Raise ValueError naming the first invalid option."""
-    for name in ("num_actors", "envs_per_actor", "num_buffers", "unroll_length", "batch_size",
-                 "actor_threads"):
+    if not isinstance(cfg.actor_threads, int) or cfg.actor_threads < 0:
+        raise ValueError(f"--actor-threads must be >= 0 (0 = by the thread rule), got {cfg.actor_threads!r}")
+    for name in ("num_actors", "envs_per_actor", "num_buffers", "unroll_length", "batch_size"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")

@@ -233,7 +233,7 @@ class RolloutActor:
         from agents.model import build_agent
         from envs.base import ObsSpec
         cfg = spec.config
-        torch.set_num_threads(cfg.actor.actor_threads)
+        torch.set_num_threads(max(1, cfg.actor.actor_threads))
         self.spec = spec
         self.env = build_actor_env(spec)
         agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),

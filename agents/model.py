@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.core import State, StateSpec, core_option_names, list_cores, make_core
-from agents.encoders import ENCODERS, choose_encoder, make_encoder
+from agents.encoders import ENCODER_INITS, ENCODERS, choose_encoder, make_encoder
 
 CORE_OPTIONS = ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "dropout",
                 "detach_each_step")
@@ -56,6 +56,10 @@ class ModelConfig:
                 "learner); default: backpropagate through the whole unroll"})
     lstm_hidden_size: int = field(default=256, metadata={
         "help": "LSTM units, used by the lstm core instead of hidden_size (the paper: 256)"})
+    encoder_init: str = field(default="standard", metadata={
+        "help": "encoder initialisation: standard (the Nature CNN orthogonal with gain sqrt(2) as in "
+                "baselines/SB3/CleanRL, the others PyTorch's defaults), torch (PyTorch's defaults "
+                "everywhere, as torchbeast and the IDSIA code) or orthogonal (every encoder layer)"})
     feature_size: int = field(default=256, metadata={
         "help": "encoder output size (IMPALA fc, Nature fc, last MLP layer); 0 = the encoder's "
                 "standard size (IMPALA 256, Nature 512, MLP 64)"})
@@ -93,6 +97,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout!r}")
     if not cfg.reward_clip >= 0.0:
         raise ValueError(f"--reward-clip must be >= 0 (0 = no clipping), got {cfg.reward_clip!r}")
+    if cfg.encoder_init not in ENCODER_INITS:
+        raise ValueError(f"--encoder-init {cfg.encoder_init!r} is unknown; valid: {', '.join(ENCODER_INITS)}")
     if cfg.encoder_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"--encoder-dtype must be float32 or bfloat16, got {cfg.encoder_dtype!r}")
     accepted = core_option_names(cfg.core)
@@ -129,7 +135,7 @@ class Agent(nn.Module):
         self.num_tasks = num_tasks
         self.encoder_name = choose_encoder(self.obs_shape, cfg.encoder)
         self.encoder = make_encoder(self.obs_shape, self.obs_dtype, self.encoder_name,
-                                    feature_size=cfg.feature_size or None)
+                                    feature_size=cfg.feature_size or None, init=cfg.encoder_init)
         core_in = self.encoder.output_size + 1 + (num_tasks if cfg.use_task_id else 0)
         self.core = make_core(cfg.core, core_in, strict=False, **core_options(cfg))
         if cfg.compile_encoder:
@@ -151,7 +157,8 @@ class Agent(nn.Module):
     def architecture(self) -> dict:
         """Plain-data description used to check that a checkpoint fits this model."""
         arch = dataclasses.asdict(self.cfg)                      # includes "core"
-        for speed_only in ("encoder_dtype", "compile_encoder"):  # do not change the weights
+        # speed-only options and the initialisation do not change what a set of weights means
+        for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init"):
             arch.pop(speed_only, None)
         return {**arch,
                 "encoder_kind": self.encoder_name,

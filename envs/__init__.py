@@ -10,6 +10,8 @@ Families (spec prefix -> module):
   Discrete actions, float32.
 - ``memory`` -> :mod:`envs.memory_env`: the cue-recall memory task.
 - ``counting`` -> :mod:`envs.counting_env`: the deterministic counting test env.
+- ``pixel`` -> :mod:`envs.pixel_env`: image sanity tasks (see a target / recall it) that
+  check that an agent learns through the convolutional encoders.
 
 Usage::
 

@@ -9,6 +9,7 @@ The spec string names a family and its tasks::
     gym:CartPole-v1                                     any registered gymnasium env
     memory   memory:DELAY   memory:DELAY:K              the cue-recall memory task
     counting   counting:EPISODE_LEN                     the deterministic counting test env
+    pixel:see:64   pixel:recall:84:5                    pixel sanity tasks (envs.pixel_env)
 
 Level splits follow DESIGN.md section 7 (the SRWM paper's evaluation protocol, Irie
 et al., ICML 2022): 200 levels each, starting at 0 (train), 1000, 1200, 1400 (test1-3).
@@ -38,7 +39,8 @@ class EnvConfig:
 
     env: str = field(default=DEFAULT_ENV, metadata={"help": (
         "environment spec: procgen:GAME[,GAME...] | atari:GAME[,GAME...] | gym:ENV_ID | "
-        "memory[:DELAY[:K]] | counting[:EPISODE_LEN]; a comma list is a multi-task set")})
+        "memory[:DELAY[:K]] | counting[:EPISODE_LEN] | pixel:see[:SIZE] | pixel:recall[:SIZE[:DELAY]]; "
+        "a comma list is a multi-task set")})
     distribution_mode: str = field(default="easy", metadata={"help": (
         "ProcGen level distribution: easy, hard, extreme, memory or exploration "
         "(memory, extreme and exploration exist only for some games)")})

@@ -16,7 +16,7 @@ from typing import List, Tuple
 import numpy as np
 
 # Importing the family modules registers them; each imports its simulator lazily.
-from envs import atari_env, counting_env, gym_env, memory_env, procgen_env  # noqa: F401
+from envs import atari_env, counting_env, gym_env, memory_env, pixel_env, procgen_env  # noqa: F401
 from envs.base import ObsSpec, VecEnv
 from envs.config import EnvConfig, parse_env_string
 from envs.registry import EnvBuild, EnvFamily, get_env_family

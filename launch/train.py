@@ -139,7 +139,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from learner.trainer import Trainer
+    from launch.threads import apply_layout, plan_for_config
+    from learner.trainer import Trainer, resolve_device
+    layout = plan_for_config(cfg, resolve_device(cfg.run.device).type)
+    apply_layout(cfg, layout)
+    log.info(layout.describe())
     trainer = Trainer(cfg, run_dir, agent=agent, obs_spec=obs_spec, num_actions=num_actions,
                       task_names=task_names, resume_payload=payload)
     summary = trainer.run()

@@ -538,7 +538,14 @@ def return_stats(returns: Sequence[float]) -> Dict[str, Optional[float]]:
 def summarise(results: Sequence[EpisodeResult], tasks: Sequence[EvalTask], splits: Sequence[Split],
               distribution_mode: str, constant_set: str, family: str) -> dict:
     """Per game and split statistics, mean normalised score per split, generalisation gaps."""
-    from envs.scores import constant_set_label, normalised_score
+    from envs.scores import ATARI_HUMAN_CONSTANTS, constant_set_label, human_normalised_score, normalised_score
+
+    def score(mean_return: float, game: str):
+        if family == "procgen":
+            return normalised_score(mean_return, game, distribution_mode, constant_set)
+        if family == "atari":
+            return human_normalised_score(mean_return, game)
+        return None
 
     games: Dict[str, Dict[str, dict]] = {}
     for task in tasks:
@@ -548,8 +555,7 @@ def summarise(results: Sequence[EpisodeResult], tasks: Sequence[EvalTask], split
             st = return_stats([r.episode_return for r in rs])
             st["mean_length"] = float(np.mean([r.length for r in rs])) if rs else math.nan
             st["truncated"] = int(sum(r.truncated for r in rs))
-            st["normalised_score"] = (normalised_score(st["mean_return"], task.name, distribution_mode,
-                                                       constant_set) if family == "procgen" else None)
+            st["normalised_score"] = score(st["mean_return"], task.name)
             games[task.name][split.name] = st
     mean_norm = {}
     for split in splits:
@@ -576,7 +582,8 @@ def summarise(results: Sequence[EpisodeResult], tasks: Sequence[EvalTask], split
                      else mean_norm["train"]["value"] - mean_norm[s.name]["value"])
             for s in splits if s.name != "train"}
     return {
-        "score_constants": constant_set_label(constant_set, distribution_mode, family),
+        "score_constants": (f"human-normalised, {ATARI_HUMAN_CONSTANTS}" if family == "atari"
+                            else constant_set_label(constant_set, distribution_mode, family)),
         "splits": {s.name: {"start_level": s.start_level if s.has_levels else None,
                             "num_levels": s.num_levels if s.has_levels else None} for s in splits},
         "games": games,

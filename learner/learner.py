@@ -39,7 +39,8 @@ class LearnerConfig:
     clip_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar (0 = no clipping)"})
     clip_pg_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar of the policy-gradient advantage (0 = no clipping)"})
     max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many non-finite updates in a row"})
-    learner_threads: int = field(default=0, metadata={"help": "torch threads of the learner (0 = leave torch's default)"})
+    learner_threads: int = field(default=0, metadata={"help": "torch threads of the learner (0 = by the thread rule: the cores the actor "
+                "processes leave on a CPU learner, up to 2 for a GPU learner; see launch/threads.py)"})
 
 
 def validate_learner_config(cfg: LearnerConfig) -> None:

@@ -378,3 +378,26 @@ def test_eval_procgen_splits_script_prints_one_table(procgen_run, tmp_path):
     assert sorted((r["game"], r["split"], r["level_seed"]) for r in rows) == sorted(
         (g, s, str(lvl)) for g in GAMES for s, lvl in (("train", 0), ("test1", 1000), ("test2", 1200),
                                                       ("test3", 1400)))
+
+
+def test_atari_human_normalised_score_by_hand():
+    from envs.scores import atari_bounds, human_normalised_score
+    # Pong: random -20.7, human 14.6 -> a return of 0 is 20.7 / 35.3 of the way
+    assert human_normalised_score(0.0, "Pong") == pytest.approx(20.7 / 35.3)
+    assert human_normalised_score(14.6, "pong") == pytest.approx(1.0)
+    # Breakout: random 1.7, human 30.5; ALE name spellings all resolve
+    assert human_normalised_score(59.3, "Breakout") == pytest.approx((59.3 - 1.7) / 28.8)
+    assert atari_bounds("SpaceInvaders") == atari_bounds("space_invaders") == (148.0, 1668.7)
+    assert atari_bounds("Pooyan") is None and human_normalised_score(5.0, "Pooyan") is None
+
+
+def test_summarise_reports_human_normalised_scores_for_atari():
+    from types import SimpleNamespace
+    from learner.evaluation import summarise
+    task = SimpleNamespace(name="Pong")
+    split = SimpleNamespace(name="eval", has_levels=False, start_level=0, num_levels=0)
+    job = SimpleNamespace(game="Pong", split="eval")
+    results = [SimpleNamespace(job=job, episode_return=r, length=800, truncated=False) for r in (-21.0, -19.0)]
+    s = summarise(results, [task], [split], "easy", "train-procgen", "atari")
+    assert s["games"]["Pong"]["eval"]["normalised_score"] == pytest.approx((-20.0 + 20.7) / 35.3)
+    assert "human-normalised" in s["score_constants"]

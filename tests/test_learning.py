@@ -29,10 +29,13 @@ CHANCE = 0.5
 
 
 def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T: int = 10,
-               lr: float = 5e-3, eps: float = 1e-5, **model_options):
+               lr: float = 5e-3, eps: float = 1e-5, env: str = ENV, entropy_cost: float = 0.003,
+               last: int = 200, **model_options):
+    """Train ``core`` on ``env`` for ``total_steps`` steps; the mean return of the last
+    ``last`` episodes."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    env_cfg = EnvConfig(env=ENV, seed=seed)
+    env_cfg = EnvConfig(env=env, seed=seed)
     obs_spec, A, tasks = describe_env(env_cfg)
     opts = dict(hidden_size=32, num_layers=1, num_heads=4, head_size=8, d_ff=64,
                 lstm_hidden_size=32, feature_size=32)
@@ -41,7 +44,7 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
     learner_agent = build_agent(mcfg, obs_spec, A, len(tasks))
     actor_agent = build_agent(mcfg, obs_spec, A, len(tasks))
     params = SharedParams(learner_agent)
-    lcfg = LearnerConfig(learning_rate=lr, rmsprop_eps=eps, entropy_cost=0.003, anneal_lr=False)
+    lcfg = LearnerConfig(learning_rate=lr, rmsprop_eps=eps, entropy_cost=entropy_cost, anneal_lr=False)
     learner = Learner(lcfg, learner_agent, total_steps=total_steps, steps_per_update=T * num_envs)
     env = make_vec_env(env_cfg, num_envs)
     policy = LocalPolicy(actor_agent, num_envs, params)
@@ -60,7 +63,7 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
         params.publish(learner.agent)
         policy.sync()
     env.close()
-    return float(np.mean(returns[-200:]))
+    return float(np.mean(returns[-last:]))
 
 
 @pytest.mark.slow
@@ -72,3 +75,20 @@ def test_memory_cores_beat_feed_forward():
     assert abs(results["ff"] - CHANCE) < 0.12, results
     for core in ("lstm", "deltanet", "srwm"):
         assert results[core] > results["ff"] + 0.25, results
+
+
+# -- learning from pixels ---------------------------------------------------------------
+# The pixel tasks (envs/pixel_env.py) put the real convolutional encoders in the loop:
+# "see" needs no memory (optimal 1.0, chance 0.25), "recall" shows the target only at
+# the first step (a memoryless policy stays at 0.25). Paper optimiser (lr 6e-4, eps
+# 0.01, entropy 0.01) for "see"; measured on 2 cores: 0.99 after 10k steps for both
+# encoders (IMPALA ResNet on [3, 64, 64], Nature CNN on [4, 84, 84]).
+PAPER = dict(lr=6e-4, eps=0.01, entropy_cost=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("env", ["pixel:see:64", "pixel:see:84"])
+def test_pixels_learn_with_each_encoder(env):
+    ret = train_sync("ff", 10_000, env=env, last=100, **PAPER)
+    assert ret > 0.9, (env, ret)
