@@ -40,7 +40,10 @@ def test_bad_sizes():
         plan_threads(0, 2, False)
 
 
-def _busy_threads(pids, interval=2.0, share=0.3):
+def _busy_threads(pids, interval=4.0, share=0.25):
+    """Per process, the threads that used at least ``share`` of that process's busiest
+    thread's CPU time over ``interval`` seconds, summed over ``pids``. Relative to each
+    process's own main thread, so that the count holds on a loaded machine too."""
     import psutil
     procs = [psutil.Process(p) for p in pids]
 
@@ -48,8 +51,7 @@ def _busy_threads(pids, interval=2.0, share=0.3):
         out = {}
         for p in procs:
             try:
-                for t in p.threads():
-                    out[(p.pid, t.id)] = t.user_time + t.system_time
+                out[p.pid] = {t.id: t.user_time + t.system_time for t in p.threads()}
             except psutil.NoSuchProcess:
                 pass
         return out
@@ -57,7 +59,12 @@ def _busy_threads(pids, interval=2.0, share=0.3):
     a = times()
     time.sleep(interval)
     b = times()
-    return sum(1 for k, v in b.items() if v - a.get(k, v) > share * interval)
+    busy = 0
+    for pid, threads in b.items():
+        deltas = [v - a.get(pid, {}).get(tid, v) for tid, v in threads.items()]
+        top = max(deltas, default=0.0)
+        busy += sum(1 for d in deltas if top > 0 and d >= share * top)
+    return busy
 
 
 @pytest.mark.slow
@@ -88,8 +95,9 @@ def test_default_run_keeps_busy_threads_within_the_layout(tmp_path):
     cores = len(os.sched_getaffinity(0))
     layout = plan_threads(cores, 2, False)
     assert layout.describe() in out, out[-2000:]
-    # each process has one main thread that may be busy beside its torch threads' pool
-    assert busy <= layout.busy_threads + 1, (busy, layout, out[-1500:])
+    # torch's default (two learner threads on two cores) measured 4 busy threads here, the
+    # rule 3: one per process, the fewest a learner beside two actor processes can have
+    assert busy <= layout.busy_threads <= max(cores, 2 + 1), (busy, layout, out[-1500:])
 
 
 def test_reproduce_dry_run_prints_and_validates_every_configuration():
