@@ -32,6 +32,11 @@ class LearnerConfig:
     rmsprop_alpha: float = field(default=0.99, metadata={"help": "RMSProp smoothing constant"})
     rmsprop_eps: float = field(default=0.01, metadata={"help": "RMSProp epsilon"})
     rmsprop_momentum: float = field(default=0.0, metadata={"help": "RMSProp momentum"})
+    rmsprop_init: float = field(default=0.0, metadata={
+        "help": "initial value of RMSProp's mean-square accumulator: 0 is PyTorch's (the first "
+                "steps are about 10 x lr on every weight), 1 is TensorFlow 1's, which the IMPALA "
+                "paper's code used (the first steps are plain SGD, warming up to RMSProp over "
+                "about 1/(1-alpha) x 5 updates)"})
     grad_norm_clip: float = field(default=40.0, metadata={"help": "global gradient-norm clip (0 = off)"})
     entropy_cost: float = field(default=0.01, metadata={"help": "weight of the entropy regulariser"})
     baseline_cost: float = field(default=0.5, metadata={"help": "weight of the value (baseline) loss"})
@@ -49,6 +54,7 @@ def validate_learner_config(cfg: LearnerConfig) -> None:
         ("rmsprop_alpha", 0 <= cfg.rmsprop_alpha < 1),
         ("rmsprop_eps", cfg.rmsprop_eps > 0),
         ("rmsprop_momentum", cfg.rmsprop_momentum >= 0),
+        ("rmsprop_init", cfg.rmsprop_init >= 0),
         ("grad_norm_clip", cfg.grad_norm_clip >= 0),
         ("entropy_cost", cfg.entropy_cost >= 0),
         ("baseline_cost", cfg.baseline_cost >= 0),
@@ -97,6 +103,21 @@ def _none_if_zero(x: float) -> Optional[float]:
     return None if x == 0 else x
 
 
+def _prefill_rmsprop(optimizer: torch.optim.RMSprop, value: float) -> None:
+    """Start every mean-square accumulator at ``value`` (TensorFlow 1 starts it at 1; PyTorch
+    at 0, creating the state at the first step). The state is the one PyTorch would create,
+    so checkpoints and ``load_state_dict`` are unaffected."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            st = optimizer.state[p]
+            st["step"] = torch.zeros((), dtype=torch.float32)
+            st["square_avg"] = torch.full_like(p, value, memory_format=torch.preserve_format)
+            if group["momentum"] > 0:
+                st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["centered"]:
+                st["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
 class Learner:
     def __init__(self, cfg: LearnerConfig, agent: nn.Module, *, total_steps: int,
                  steps_per_update: int, device: torch.device | str = "cpu", reward_clip: float = 1.0):
@@ -109,6 +130,8 @@ class Learner:
         self.optimizer = torch.optim.RMSprop(
             self.agent.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
             eps=cfg.rmsprop_eps, momentum=cfg.rmsprop_momentum)
+        if cfg.rmsprop_init > 0:
+            _prefill_rmsprop(self.optimizer, cfg.rmsprop_init)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.steps = 0                 # environment steps trained on (T x B per update)
         self.updates = 0               # optimiser steps taken
