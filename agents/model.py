@@ -68,6 +68,9 @@ class ModelConfig:
                 "weights stay float32)"})
     compile_encoder: bool = field(default=False, metadata={
         "help": "torch.compile the encoder (worth it on a GPU learner; slow to start)"})
+    core_import: str = field(default="", metadata={
+        "help": "comma list of Python modules to import before the core registry is read (a "
+                "user's module that registers a core); imported in every process"})
 
 
 def _flag(name: str) -> str:
@@ -76,6 +79,8 @@ def _flag(name: str) -> str:
 
 def validate_model_config(cfg: ModelConfig) -> None:
     """Raise ValueError naming the first bad option; builds nothing."""
+    from envs.imports import import_modules
+    import_modules(cfg.core_import, "--core-import")
     known = list_cores()
     if cfg.core not in known:
         raise ValueError(f"--core {cfg.core!r} is not a registered core; known cores: {', '.join(known)}")
@@ -151,7 +156,7 @@ class Agent(nn.Module):
     def architecture(self) -> dict:
         """Plain-data description used to check that a checkpoint fits this model."""
         arch = dataclasses.asdict(self.cfg)                      # includes "core"
-        for speed_only in ("encoder_dtype", "compile_encoder"):  # do not change the weights
+        for speed_only in ("encoder_dtype", "compile_encoder", "core_import"):  # not in the weights
             arch.pop(speed_only, None)
         return {**arch,
                 "encoder_kind": self.encoder_name,
