@@ -38,8 +38,10 @@ exit code 2 before anything is started or written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import ctypes
+import io
 import json
 import math
 import os
@@ -164,16 +166,14 @@ def check_inputs(args: argparse.Namespace, extra: List[str]) -> Tuple[List[str],
             raise CompareInputError(f"task {task.name!r}: {e}") from None
     for core in args.cores:   # launch.train's own checks of the settings, for every core
         argv = train_args + ["--env", tasks[0].env, "--core", core, "--core-import", args.core_import]
+        captured = io.StringIO()
         try:
-            with open(os.devnull, "w") as null:
-                old, sys.stderr = sys.stderr, null
-                try:
-                    ns = parser.parse_args(argv)
-                finally:
-                    sys.stderr = old
+            with contextlib.redirect_stderr(captured):
+                ns = parser.parse_args(argv)
             validate_config(config_from_args(ns))
         except SystemExit:
-            raise CompareInputError(f"launch.train refuses the flags {' '.join(extra)!r}") from None
+            why = (captured.getvalue().strip().splitlines() or [""])[-1]
+            raise CompareInputError(f"launch.train refuses the flags after --: {why}") from None
         except ValueError as e:
             raise CompareInputError(f"core {core!r} with these settings: {e}") from None
     settings = {"suite": args.suite, "tasks": [t.name for t in tasks],
