@@ -72,6 +72,9 @@ class ModelConfig:
                 "weights stay float32)"})
     compile_encoder: bool = field(default=False, metadata={
         "help": "torch.compile the encoder (worth it on a GPU learner; slow to start)"})
+    core_import: str = field(default="", metadata={
+        "help": "comma list of Python modules to import before the core registry is read (a "
+                "user's module that registers a core); imported in every process"})
 
 
 def _flag(name: str) -> str:
@@ -80,6 +83,8 @@ def _flag(name: str) -> str:
 
 def validate_model_config(cfg: ModelConfig) -> None:
     """Raise ValueError naming the first bad option; builds nothing."""
+    from envs.imports import import_modules
+    import_modules(cfg.core_import, "--core-import")
     known = list_cores()
     if cfg.core not in known:
         raise ValueError(f"--core {cfg.core!r} is not a registered core; known cores: {', '.join(known)}")
@@ -157,8 +162,8 @@ class Agent(nn.Module):
     def architecture(self) -> dict:
         """Plain-data description used to check that a checkpoint fits this model."""
         arch = dataclasses.asdict(self.cfg)                      # includes "core"
-        # speed-only options and the initialisation do not change what a set of weights means
-        for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init"):
+        # speed-only options, the initialisation and imports do not change what a set of weights means
+        for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "core_import"):
             arch.pop(speed_only, None)
         return {**arch,
                 "encoder_kind": self.encoder_name,

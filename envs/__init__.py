@@ -6,9 +6,12 @@ Families (spec prefix -> module):
   [3, 64, 64] uint8 (a channels-first view), 15 actions, level seeds reported.
 - ``atari`` -> :mod:`envs.atari_env`: ALE games with the IMPALA preprocessing,
   [4, 84, 84] uint8; per-life training episodes, whole-game evaluation episodes.
-- ``gym`` -> :mod:`envs.gym_env`: any gymnasium env with Box/Discrete observations and
-  Discrete actions, float32.
+- ``gym`` -> :mod:`envs.gym_env`: any gymnasium env (``gym:MODULE:ID`` imports MODULE
+  first; comma lists are multi-task sets) with Box, Discrete, MultiDiscrete or Tuple/Dict
+  observations (flattened, float32) and Discrete actions.
+- ``popgym`` -> :mod:`envs.popgym_env`: POPGym envs by short name.
 - ``memory`` -> :mod:`envs.memory_env`: the cue-recall memory task.
+- ``majority`` -> :mod:`envs.majority_env`: the majority-vote (integrate over time) task.
 - ``counting`` -> :mod:`envs.counting_env`: the deterministic counting test env.
 - ``pixel`` -> :mod:`envs.pixel_env`: image sanity tasks (see a target / recall it) that
   check that an agent learns through the convolutional encoders.

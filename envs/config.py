@@ -7,6 +7,10 @@ The spec string names a family and its tasks::
     procgen:bigfish,fruitbot,maze,leaper,plunder,starpilot   a multi-task set
     atari:Pong   atari:Pong,Breakout                    ALE game names, case-insensitive
     gym:CartPole-v1                                     any registered gymnasium env
+    gym:popgym:popgym-RepeatFirstEasy-v0                import a module, then make its env id
+    gym:CartPole-v1,Acrobot-v1                          a multi-task set (equal spaces)
+    popgym:RepeatPreviousEasy,RepeatFirstEasy           POPGym envs by short name
+    majority   majority:LEN[:K]                         the majority-vote (integration) task
     memory   memory:DELAY   memory:DELAY:K              the cue-recall memory task
     counting   counting:EPISODE_LEN                     the deterministic counting test env
     pixel:see:64   pixel:recall:84:5                    pixel sanity tasks (envs.pixel_env)
@@ -38,9 +42,13 @@ class EnvConfig:
     """Options of the environment layer; see :mod:`envs` for what each family reads."""
 
     env: str = field(default=DEFAULT_ENV, metadata={"help": (
-        "environment spec: procgen:GAME[,GAME...] | atari:GAME[,GAME...] | gym:ENV_ID | "
-        "memory[:DELAY[:K]] | counting[:EPISODE_LEN] | pixel:see[:SIZE] | pixel:recall[:SIZE[:DELAY]]; "
+        "environment spec: procgen:GAME[,GAME...] | atari:GAME[,GAME...] | "
+        "gym:[MODULE:]ENV_ID[,...] | popgym:NAME[,NAME...] | memory[:DELAY[:K]] | "
+        "majority[:LEN[:K]] | counting[:EPISODE_LEN] | pixel:see[:SIZE] | pixel:recall[:SIZE[:DELAY]]; "
         "a comma list is a multi-task set")})
+    env_import: str = field(default="", metadata={"help": (
+        "comma list of Python modules to import before the env is made (they register "
+        "gymnasium envs); imported in the trainer, every actor and evaluation")})
     distribution_mode: str = field(default="easy", metadata={"help": (
         "ProcGen level distribution: easy, hard, extreme, memory or exploration "
         "(memory, extreme and exploration exist only for some games)")})

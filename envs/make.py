@@ -16,13 +16,16 @@ from typing import List, Tuple
 import numpy as np
 
 # Importing the family modules registers them; each imports its simulator lazily.
-from envs import atari_env, counting_env, gym_env, memory_env, pixel_env, procgen_env  # noqa: F401
+from envs import (atari_env, counting_env, gym_env, majority_env, memory_env,  # noqa: F401
+                  pixel_env, popgym_env, procgen_env)
 from envs.base import ObsSpec, VecEnv
 from envs.config import EnvConfig, parse_env_string
+from envs.imports import import_modules
 from envs.registry import EnvBuild, EnvFamily, get_env_family
 
 
 def _resolve(cfg: EnvConfig) -> Tuple[EnvFamily, List[str]]:
+    import_modules(cfg.env_import, "--env-import")
     spec = parse_env_string(cfg.env)
     family = get_env_family(spec.family)
     return family, family.parse_tasks(spec.items)

@@ -4,6 +4,11 @@ Scalars are logged against environment steps. The CSV (``<run_dir>/logs.csv``) h
 row per logging interval and a fixed header chosen at the start of the run (the
 per-task columns are known then from the task set); on resume, rows are appended to
 the existing file when its header matches, else a new numbered file is started.
+
+Every finished training episode is also appended to ``<run_dir>/episodes.csv``
+(``step, task, return, length``; ``step`` is the learner's step count when the
+episode reached the learner), the data behind "mean return over the last 10% of the
+episodes" in ``launch.compare``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional
+
+
+EPISODE_COLUMNS = ["step", "task", "return", "length"]
 
 
 class RunLogger:
@@ -33,6 +41,13 @@ class RunLogger:
         if new:
             self._csv.writeheader()
             self._csv_file.flush()
+        self.episodes_path = self.run_dir / "episodes.csv"
+        new_ep = not self.episodes_path.exists()
+        self._ep_file = open(self.episodes_path, "a", newline="")
+        self._ep_csv = csv.writer(self._ep_file)
+        if new_ep:
+            self._ep_csv.writerow(EPISODE_COLUMNS)
+            self._ep_file.flush()
         self.total_steps = total_steps
         self.start_time = time.time()
         self.bar = None
@@ -69,6 +84,13 @@ class RunLogger:
         if self.writer is not None:
             self.writer.flush()
 
+    def log_episodes(self, step: int, episodes) -> None:
+        """Append finished episodes (``envs.EpisodeInfo``) to ``episodes.csv``."""
+        if not episodes:
+            return
+        self._ep_csv.writerows([step, e.task, repr(float(e.episode_return)), int(e.length)] for e in episodes)
+        self._ep_file.flush()
+
     def progress(self, step: int, postfix: Optional[Dict[str, str]] = None) -> None:
         if self.bar is None:
             return
@@ -86,3 +108,5 @@ class RunLogger:
             self.writer = None
         if not self._csv_file.closed:
             self._csv_file.close()
+        if not self._ep_file.closed:
+            self._ep_file.close()

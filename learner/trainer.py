@@ -186,7 +186,9 @@ class Trainer:
                 t0 = time.perf_counter()
                 got = self.source.get_batch(B, timeout=0.05)
                 acc["time/wait_batch"] += time.perf_counter() - t0
-                self.stats.add(self.source.drain_episodes())
+                episodes = self.source.drain_episodes()
+                self.stats.add(episodes)
+                logger.log_episodes(self.learner.steps, episodes)
                 if got is not None:
                     batch, state, info = got
                     t1 = time.perf_counter()

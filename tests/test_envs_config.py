@@ -78,7 +78,8 @@ def test_describe_atari_full_action_space():
 
 
 def test_families_registered():
-    assert list_env_families() == ["atari", "counting", "gym", "memory", "pixel", "procgen"]
+    assert list_env_families() == ["atari", "counting", "gym", "majority", "memory", "pixel", "popgym",
+                                   "procgen"]
 
 
 def _refused(match, **kw):
@@ -90,7 +91,7 @@ def _refused(match, **kw):
 
 def test_unknown_family_names_itself_and_lists_families():
     msg = _refused("unknown env family 'retro'", env="retro:Sonic")
-    assert "atari, counting, gym, memory, pixel, procgen" in msg
+    assert "atari, counting, gym, majority, memory, pixel, popgym, procgen" in msg
 
 
 def test_unknown_procgen_game_lists_valid_games():
@@ -109,7 +110,7 @@ def test_unknown_gym_id_suggests_and_lists():
 
 
 def test_gym_env_without_discrete_actions_refused():
-    _refused("Pendulum-v1.*only Discrete", env="gym:Pendulum-v1")
+    _refused("Pendulum-v1.*action space Box.*supported: Discrete", env="gym:Pendulum-v1")
 
 
 def test_duplicate_task_refused():

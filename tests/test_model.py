@@ -238,7 +238,7 @@ def test_architecture_is_plain_data_naming_every_field():
     arch = agent.architecture()
     json.dumps(arch)                                             # plain data only
     for f in dataclasses.fields(ModelConfig):
-        if f.name in ("encoder_dtype", "compile_encoder", "encoder_init"):  # a resume may change them
+        if f.name in ("encoder_dtype", "compile_encoder", "encoder_init", "core_import"):  # not in the weights
             assert f.name not in arch
             continue
         assert arch[f.name] == getattr(agent.cfg, f.name)

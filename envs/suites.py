@@ -1,0 +1,77 @@
+"""Named, versioned task suites for comparing memory cores (``launch.compare --suite``).
+
+A suite is a fixed list of tasks; each task names its env spec, its training budget in
+environment steps and the two returns that normalise it: ``random`` (a uniformly random
+policy; normalised score 0) and ``perfect`` (the best possible mean return; score 1)::
+
+    score = (R - random) / (perfect - random)
+
+A suite's content never changes once published: a changed task list, budget or
+constant is a new version (``memory-v2``), so scores with the same suite name compare.
+
+``memory-v1`` (every task needs memory: a memoryless policy scores about 0):
+
+============  ===============================  ==========  =======  =======  ==========================
+task          env                              budget      random   perfect  source of the constants
+============  ===============================  ==========  =======  =======  ==========================
+recall-4      memory:4:4                       500,000     0.25     1.00     exact: 1 of K=4 cues
+recall-16     memory:16:4                      1,000,000   0.25     1.00     exact: 1 of K=4 cues
+repeat-prev   popgym:RepeatPreviousEasy        2,000,000   -0.50    1.00     exact (48 steps of +-1/48)
+repeat-first  popgym:RepeatFirstEasy           1,000,000   -0.50    1.00     exact (51 steps of +-1/51)
+cartpole-pos  popgym:PositionOnlyCartPoleEasy  2,000,000   0.11     1.00     measured, 1000 episodes
+majority-9    majority:9:2                     1,000,000   0.50     1.00     exact: 1 of K=2 answers
+============  ===============================  ==========  =======  =======  ==========================
+
+The POPGym values are those of ``python -m launch.popgym_returns --episodes 1000``
+(see :mod:`envs.popgym_env`); "exact" ones agree with that measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+
+@dataclass(frozen=True)
+class SuiteTask:
+    """One task of a suite: ``name`` (short label), ``env`` (spec), budget, normalisation."""
+
+    name: str
+    env: str
+    total_steps: int
+    random: float
+    perfect: float
+
+    def normalise(self, mean_return: float) -> float:
+        return (float(mean_return) - self.random) / (self.perfect - self.random)
+
+
+SUITES: Dict[str, Tuple[SuiteTask, ...]] = {
+    "memory-v1": (
+        SuiteTask("recall-4", "memory:4:4", 500_000, 0.25, 1.0),
+        SuiteTask("recall-16", "memory:16:4", 1_000_000, 0.25, 1.0),
+        SuiteTask("repeat-prev", "popgym:RepeatPreviousEasy", 2_000_000, -0.5, 1.0),
+        SuiteTask("repeat-first", "popgym:RepeatFirstEasy", 1_000_000, -0.5, 1.0),
+        SuiteTask("cartpole-pos", "popgym:PositionOnlyCartPoleEasy", 2_000_000, 0.11, 1.0),
+        SuiteTask("majority-9", "majority:9:2", 1_000_000, 0.5, 1.0),
+    ),
+}
+
+
+def list_suites() -> List[str]:
+    return sorted(SUITES)
+
+
+def get_suite(name: str, tasks: Sequence[str] = ()) -> List[SuiteTask]:
+    """The tasks of suite ``name`` (all, or those named in ``tasks``, in suite order);
+    ValueError naming an unknown suite or task."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(list_suites())}")
+    suite = SUITES[name]
+    names = [t.name for t in suite]
+    for t in tasks:
+        if t not in names:
+            raise ValueError(f"unknown task {t!r} in suite {name!r}; its tasks: {', '.join(names)}")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"a task appears twice in {', '.join(tasks)}")
+    return [t for t in suite if not tasks or t.name in tasks]
