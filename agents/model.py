@@ -31,7 +31,8 @@ from agents.core import State, StateSpec, core_option_names, list_cores, make_co
 from agents.encoders import ENCODERS, choose_encoder, make_encoder
 
 CORE_OPTIONS = ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "dropout",
-                "detach_each_step")
+                "detach_each_step", "srwm_input_norm", "srwm_input_scale", "srwm_learn_input_scale",
+                "srwm_beta_init", "srwm_qk_init_scale")
 
 
 @dataclass
@@ -54,6 +55,19 @@ class ModelConfig:
     detach_each_step: bool = field(default=False, metadata={
         "help": "cut the gradient through the fast weights after every step (the original IDSIA "
                 "learner); default: backpropagate through the whole unroll"})
+    srwm_input_norm: str = field(default="none", metadata={
+        "help": "SRWM family (srwm, sr_delta, srwm_no_carry): 'layernorm' applies a LayerNorm to h "
+                "before the per-head input softmax, x = softmax(s LN(h)); 'none' is the IDSIA RL "
+                "layer's x = softmax(s h) (docs/srwm.md)", "choices": ("none", "layernorm")})
+    srwm_input_scale: float = field(default=1.0, metadata={
+        "help": "SRWM family: inverse temperature s of the input softmax (1 = the IDSIA RL layer)"})
+    srwm_learn_input_scale: bool = field(default=False, metadata={
+        "help": "SRWM family: learn s per head (initialised to --srwm-input-scale)"})
+    srwm_beta_init: float = field(default=0.0, metadata={
+        "help": "SRWM family: mean of the N(mean, 1/d) initialisation of W^b, the self-modification "
+                "rates' weights (0 = the IDSIA RL layer; the paper's supervised layer uses -1 or 0)"})
+    srwm_qk_init_scale: float = field(default=1.0, metadata={
+        "help": "SRWM family: W^q and W^k are initialised N(0, scale^2 / d) (1 = the IDSIA RL layer)"})
     lstm_hidden_size: int = field(default=256, metadata={
         "help": "LSTM units, used by the lstm core instead of hidden_size (the paper: 256)"})
     feature_size: int = field(default=256, metadata={
