@@ -122,11 +122,14 @@ class SRWMLayer(FastWeightLayer):
         return self.srwm_read(h, state, reset)
 
 
-#: The ``srwm_*`` core options of SRWMCore (and sr_delta, srwm_no_carry) and their
-#: defaults; ``srwm_paper`` is the same stack with the IDSIA RL layer
-#: (``input_norm="none"``, ``input_scale=1``, fixed, ``beta_init=0``, ``qk_init_scale=1``).
-SRWM_OPTION_DEFAULTS = dict(srwm_input_norm="none", srwm_input_scale=1.0, srwm_learn_input_scale=False,
-                            srwm_beta_init=0.0, srwm_qk_init_scale=1.0)
+#: The ``srwm_*`` core options of SRWMCore (and sr_delta, srwm_no_carry) as in the IDSIA
+#: RL layer, which ``srwm_paper`` always uses.
+SRWM_PAPER_OPTIONS = dict(srwm_input_norm="none", srwm_input_scale=1.0, srwm_learn_input_scale=False,
+                          srwm_beta_init=0.0, srwm_qk_init_scale=1.0)
+#: Their defaults (docs/srwm.md): a LayerNorm before the input softmax and W^q, W^k
+#: initialised 4x larger, so that x, q and k depend on the input at initialisation and
+#: the self-modification is switched on; measured on the memory task.
+SRWM_OPTION_DEFAULTS = dict(SRWM_PAPER_OPTIONS, srwm_input_norm="layernorm", srwm_qk_init_scale=4.0)
 
 
 @register_core("srwm")
@@ -158,6 +161,7 @@ class SRWMCore(FastWeightStack):
 
 @register_core("srwm_paper")
 class SRWMPaperCore(FastWeightStack):
-    """The exact SRWM of the IDSIA RL code: ``x = softmax(h)``, every slow weight N(0, 1/d)."""
+    """The exact SRWM of the IDSIA RL code: ``x = softmax(h)``, every slow weight N(0, 1/d)
+    (``--core srwm`` with ``--srwm-input-norm none --srwm-qk-init-scale 1`` builds the same)."""
 
     layer_class = SRWMLayer
