@@ -3,12 +3,17 @@
 Irie, Schlag, Csordas and Schmidhuber, "A Modern Self-Referential Weight Matrix That
 Learns to Modify Itself", ICML 2022. Per head (head size d), from the layer input h_t::
 
-    x_t = softmax(h_t)                                  (per head, no LayerNorm)
+    x_t = softmax(h_t)                                  (per head; srwm: softmax(LN(h_t)))
     y_t = W^y x_t;  q_t = softmax(W^q x_t);  k_t = softmax(W^k x_t);  b_t = sigmoid(W^b x_t)
     M_j = M_j + b_t[j] (M_j q_t - M_j k_t) k_t^T        for M_j in (W^y, W^q, W^k, W^b)
 
 with the output read from the weights BEFORE the update. The slow weights W^y, W^q,
-W^k (d x d) and W^b (4 x d) are parameters initialised N(0, 1/d). The carried state
+W^k (d x d) and W^b (4 x d) are parameters initialised N(0, 1/d) in the IDSIA RL
+layer (``srwm_paper``). ``srwm`` (and sr_delta, srwm_no_carry) default to a LayerNorm
+before the input softmax and W^q, W^k ~ N(0, 16/d): with the IDSIA RL layer x, q and k
+are near uniform at initialisation, q ~ k, and the self-modification is switched off
+(docs/srwm.md); the ``srwm_*`` options select each change. They act before the
+recurrence and on the initialisation only, so the kernels are the same. The carried state
 is the DIFFERENCE from the slow weights (``W_{t-1} = W_slow + DW_{t-1}``, ``DW = 0`` at
 episode start), so a learner update of the slow weights shows at once in episodes
 that are already running. State entries per layer: ``"layer{i}.W_y"`` [B, H, d_y, d],
