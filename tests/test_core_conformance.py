@@ -499,3 +499,26 @@ def test_srwm_with_the_paper_options_is_srwm_paper():
 def test_bad_srwm_options_raise(bad, match):
     with pytest.raises(ValueError, match=match):
         make_core("srwm", INPUT_SIZE, **SMALL, **bad)
+
+
+@pytest.mark.parametrize("name", ["srwm", "sr_delta"])
+def test_srwm_options_act_outside_the_kernels(name):
+    """The srwm_* options change the kernels' input x and the initialisation only: the
+    default core gives the same outputs and gradients on the reference and the fused
+    PyTorch kernels (the Triton kernels are checked against the same reference in
+    tests/test_triton_kernels.py, on any x)."""
+    results = []
+    for backend in ("reference", "torch"):
+        core = build(name, seed=21, srwm_learn_input_scale=True)
+        for layer in core.layers:
+            layer.kernel_backend = backend
+        x = randn(5, 2, INPUT_SIZE, seed=22)
+        reset = torch.tensor([[False, True], [False, False], [True, False], [False, False], [False, False]])
+        y, state = core(x, random_state(core, 2), reset)
+        grads = torch.autograd.grad(y.square().sum(), list(core.parameters()))
+        results.append((y, state, grads))
+    (y0, s0, g0), (y1, s1, g1) = results
+    torch.testing.assert_close(y0, y1, rtol=1e-10, atol=1e-10)
+    assert_states_close(s0, s1, rtol=1e-10, atol=1e-10)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
