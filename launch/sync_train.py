@@ -29,10 +29,10 @@ SMALL_MODEL = dict(hidden_size=32, num_layers=1, num_heads=4, head_size=8, d_ff=
 
 def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T: int = 10,
                lr: float = 5e-3, eps: float = 1e-5, env: str = "memory:3:2",
-               entropy_cost: float = 0.003, diagnostics: bool = False,
+               entropy_cost: float = 0.003, diagnostics: bool = False, last: int = 200,
                history: Optional[List[Dict[str, float]]] = None, **model_options) -> float:
     """Train ``core`` for ``total_steps`` env steps; return the mean return of the last
-    200 episodes. With ``diagnostics`` the learner's stats of every update (including
+    ``last`` episodes. With ``diagnostics`` the learner's stats of every update (including
     ``core/...`` and ``grad_norm/...``) are appended to ``history``."""
     from actors.actor import UnrollWriter
     from actors.buffers import BufferLayout, RolloutBuffers
@@ -69,13 +69,13 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
             batch, state = bufs.gather(rows)
             stats = learner.step(batch, state)
             if history is not None:
-                stats["return"] = float(np.mean(returns[-200:])) if returns else float("nan")
+                stats["return"] = float(np.mean(returns[-last:])) if returns else float("nan")
                 history.append(stats)
             params.publish(learner.agent)
             policy.sync()
     finally:
         venv.close()
-    return float(np.mean(returns[-200:]))
+    return float(np.mean(returns[-last:]))
 
 
 def _mean_rows(rows: List[Dict[str, float]]) -> Dict[str, float]:

@@ -54,8 +54,8 @@ class SRDeltaLayer(SRWMLayer):
         y, S = delta_rule(q, k, v.contiguous(), beta, state["S"], reset,  # y: [T, B, H, d]
                           detach_each_step=self.detach_each_step, backend=self.kernel_backend)
         if self.recording is not None:
-            self.recording.update({f"delta_{n}": v for n, v in
-                                   delta_diagnostics(q, k, v, beta, state["S"], reset).items()})
+            scalars = delta_diagnostics(q, k, v, beta, state["S"], reset)
+            self.recording.update({f"delta_{n}": value for n, value in scalars.items()})
         new_state["S"] = S
         return y, new_state
 
