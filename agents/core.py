@@ -103,6 +103,27 @@ class MemoryCore(nn.Module):
         """x: [T, B, input_size]; reset: bool [T, B] -> (y [T, B, output_size], new state)."""
         raise NotImplementedError
 
+    # -- optional: fast-weight diagnostics (``--core-diagnostics``) --------------------
+    #: Set by :func:`set_core_diagnostics`; while true, forward() also records a few
+    #: scalars about what it did (computed without gradient, outputs unchanged).
+    diagnostics_enabled: bool = False
+
+    def diagnostic_names(self) -> list:
+        """Keys that :meth:`diagnostics` returns (``"<layer>/<name>"``); empty: none."""
+        return []
+
+    def diagnostics(self) -> Dict[str, float]:
+        """Scalars recorded by the last forward() run with diagnostics enabled, keyed
+        ``"<layer>/<name>"`` (the learner logs them as ``core/<layer>/<name>``)."""
+        return dict(getattr(self, "_last_diagnostics", {}))
+
+
+def set_core_diagnostics(core: MemoryCore, enabled: bool) -> None:
+    """Turn the recording of :meth:`MemoryCore.diagnostics` on or off for ``core``."""
+    core.diagnostics_enabled = bool(enabled)
+    if not enabled:
+        core.__dict__.pop("_last_diagnostics", None)
+
 
 _CORES: Dict[str, Type[MemoryCore]] = {}
 

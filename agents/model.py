@@ -28,10 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.core import State, StateSpec, core_option_names, list_cores, make_core
+from agents.cores.srwm import SRWM_PAPER_OPTIONS
 from agents.encoders import ENCODER_INITS, ENCODERS, choose_encoder, make_encoder
 
 CORE_OPTIONS = ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "dropout",
-                "detach_each_step")
+                "detach_each_step", "srwm_input_norm", "srwm_input_scale", "srwm_learn_input_scale",
+                "srwm_beta_init", "srwm_qk_init_scale")
 
 
 @dataclass
@@ -54,6 +56,20 @@ class ModelConfig:
     detach_each_step: bool = field(default=False, metadata={
         "help": "cut the gradient through the fast weights after every step (the original IDSIA "
                 "learner); default: backpropagate through the whole unroll"})
+    srwm_input_norm: str = field(default="layernorm", metadata={
+        "help": "SRWM family (srwm, sr_delta, srwm_no_carry): 'layernorm' applies a LayerNorm to h "
+                "before the per-head input softmax, x = softmax(s LN(h)); 'none' is the IDSIA RL "
+                "layer's x = softmax(s h) (docs/srwm.md)", "choices": ("none", "layernorm")})
+    srwm_input_scale: float = field(default=1.0, metadata={
+        "help": "SRWM family: inverse temperature s of the input softmax (1 = the IDSIA RL layer)"})
+    srwm_learn_input_scale: bool = field(default=False, metadata={
+        "help": "SRWM family: learn s per head (initialised to --srwm-input-scale)"})
+    srwm_beta_init: float = field(default=0.0, metadata={
+        "help": "SRWM family: mean of the N(mean, 1/d) initialisation of W^b, the self-modification "
+                "rates' weights (0 = the IDSIA RL layer; the paper's supervised layer uses -1 or 0)"})
+    srwm_qk_init_scale: float = field(default=4.0, metadata={
+        "help": "SRWM family: W^q and W^k are initialised N(0, scale^2 / d) (1 = the IDSIA RL layer; "
+                "--core srwm_paper is the IDSIA RL layer whatever these options say)"})
     lstm_hidden_size: int = field(default=256, metadata={
         "help": "LSTM units, used by the lstm core instead of hidden_size (the paper: 256)"})
     encoder_init: str = field(default="standard", metadata={
@@ -106,6 +122,12 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"--encoder-init {cfg.encoder_init!r} is unknown; valid: {', '.join(ENCODER_INITS)}")
     if cfg.encoder_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"--encoder-dtype must be float32 or bfloat16, got {cfg.encoder_dtype!r}")
+    if cfg.srwm_input_norm not in ("none", "layernorm"):
+        raise ValueError(f"--srwm-input-norm must be none or layernorm, got {cfg.srwm_input_norm!r}")
+    for name in ("srwm_input_scale", "srwm_qk_init_scale"):
+        v = getattr(cfg, name)
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")):
+            raise ValueError(f"{_flag(name)} must be a positive number, got {v!r}")
     accepted = core_option_names(cfg.core)
     if {"hidden_size", "num_heads", "head_size"} <= set(accepted) \
             and cfg.num_heads * cfg.head_size != cfg.hidden_size:
@@ -165,6 +187,12 @@ class Agent(nn.Module):
         # speed-only options, the initialisation and imports do not change what a set of weights means
         for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "core_import"):
             arch.pop(speed_only, None)
+        accepted = core_option_names(self.cfg.core)
+        for name, paper in SRWM_PAPER_OPTIONS.items():
+            # listed only where they make a difference: checkpoints written before these
+            # options existed (the IDSIA RL layer) keep matching
+            if name not in accepted or arch.get(name) == paper:
+                arch.pop(name, None)
         return {**arch,
                 "encoder_kind": self.encoder_name,
                 "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype,

@@ -155,10 +155,18 @@ def config_to_dict(cfg: TrainConfig) -> dict:
 
 
 def config_from_dict(d: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from plain data, ignoring fields this version does not know."""
+    """Rebuild a TrainConfig from plain data, ignoring fields this version does not know.
+
+    A model config saved before the ``srwm_*`` options existed describes the IDSIA RL
+    SRWM layer, so it gets those options' IDSIA RL values, not today's defaults."""
     def build(cls, data):
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in names})
+    model = dict(d.get("model") or {})
+    if model and "srwm_input_norm" not in model:
+        from agents.cores.srwm import SRWM_PAPER_OPTIONS
+        model = {**SRWM_PAPER_OPTIONS, **model}
+    d = {**d, "model": model}
     return TrainConfig(env=build(EnvConfig, d.get("env")), model=build(ModelConfig, d.get("model")),
                        actor=build(ActorConfig, d.get("actor")), learner=build(LearnerConfig, d.get("learner")),
                        run=build(RunConfig, d.get("run")))

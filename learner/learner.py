@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.core import set_core_diagnostics
 from learner.losses import impala_loss
 
 
@@ -46,6 +47,10 @@ class LearnerConfig:
     max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many non-finite updates in a row"})
     learner_threads: int = field(default=0, metadata={"help": "torch threads of the learner (0 = by the thread rule: the cores the actor "
                 "processes leave on a CPU learner, up to 2 for a GPU learner; see launch/threads.py)"})
+    core_diagnostics: bool = field(default=False, metadata={
+        "help": "log fast-weight diagnostics of the core (core/<layer>/<name>, e.g. the SRWM's input, query "
+                "and key entropies) and the gradient norm of each parameter group (grad_norm/<group>); "
+                "costs about one extra forward of the core's fast-weight op per update"})
 
 
 def validate_learner_config(cfg: LearnerConfig) -> None:
@@ -97,6 +102,26 @@ def set_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def parameter_group(name: str) -> str:
+    """The ``grad_norm/<group>`` a parameter belongs to: ``encoder``, ``heads`` (policy and
+    value), ``core.input_proj``, per fast-weight layer i ``core.layer{i}.<slow weight>``
+    (``W_y``, ``W_q``, ``W_k``, ``W_b``, DeltaNet's ``slow``) and ``core.layer{i}.rest``
+    (input norm, output projection, feed-forward block), else ``core``."""
+    parts = name.split(".")
+    if parts[0] == "encoder":
+        return "encoder"
+    if parts[0] in ("policy", "baseline"):
+        return "heads"
+    if parts[0] != "core" or len(parts) < 2:
+        return parts[0]
+    if parts[1] == "input_proj":
+        return "core.input_proj"
+    if parts[1] == "layers" and len(parts) >= 4 and parts[2].isdigit():
+        slow = parts[3] if parts[3] in ("W_y", "W_q", "W_k", "W_b", "slow") else "rest"
+        return f"core.layer{parts[2]}.{slow}"
+    return "core"
 
 
 def _none_if_zero(x: float) -> Optional[float]:
@@ -156,6 +181,8 @@ class Learner:
         batch, initial_state = self.to_device(batch, initial_state)
         T, B = batch["reward"].shape[0] - 1, batch["reward"].shape[1]
         inputs = {k: batch[k] for k in ("obs", "reward", "done", "task")}
+        if cfg.core_diagnostics:
+            set_core_diagnostics(self.agent.core, True)
         outputs, _ = self.agent(inputs, initial_state)
         losses = impala_loss(
             outputs, batch, discount=cfg.discount, baseline_cost=cfg.baseline_cost,
@@ -167,6 +194,9 @@ class Learner:
             total = loss_hook(total)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if cfg.core_diagnostics:
+            diagnostics = self.diagnostics()                 # gradient norms before clipping
+            set_core_diagnostics(self.agent.core, False)     # only the learner's own forward records
         params = [p for p in self.agent.parameters() if p.grad is not None]
         if cfg.grad_norm_clip > 0:
             grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_norm_clip)
@@ -175,6 +205,8 @@ class Learner:
         finite = bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm))
         stats = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.dim() == 0}
         stats.update(grad_norm=float(grad_norm), learning_rate=self.optimizer.param_groups[0]["lr"])
+        if cfg.core_diagnostics:
+            stats.update(diagnostics)
         if finite:
             self.optimizer.step()
             self.scheduler.step()
@@ -190,6 +222,27 @@ class Learner:
                                      f"(loss {float(total.detach())}, grad norm {float(grad_norm)})")
         stats.update(skipped_updates=self.skipped_updates, update_ok=float(finite))
         return stats
+
+    # -- diagnostics (--core-diagnostics) ---------------------------------------------
+    def diagnostic_columns(self) -> list:
+        """Log columns of :meth:`diagnostics` (empty when --core-diagnostics is off)."""
+        if not self.cfg.core_diagnostics:
+            return []
+        groups = dict.fromkeys(parameter_group(n) for n, _ in self.agent.named_parameters())
+        return ([f"core/{n}" for n in self.agent.core.diagnostic_names()]
+                + [f"grad_norm/{g}" for g in groups])
+
+    def diagnostics(self) -> Dict[str, float]:
+        """``core/<layer>/<name>`` from the core's last forward and ``grad_norm/<group>``: the
+        norm of each parameter group's gradient before clipping (call after backward)."""
+        out = {f"core/{k}": v for k, v in self.agent.core.diagnostics().items()}
+        sq: Dict[str, float] = {}
+        for name, p in self.agent.named_parameters():
+            g = parameter_group(name)
+            sq[g] = sq.get(g, 0.0) + (float(p.grad.detach().double().pow(2).sum())
+                                      if p.grad is not None else 0.0)
+        out.update({f"grad_norm/{g}": v ** 0.5 for g, v in sq.items()})
+        return out
 
     # -- checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -163,7 +163,8 @@ class Trainer:
     def run(self) -> dict:
         cfg = self.cfg
         T, B = cfg.actor.unroll_length, cfg.actor.batch_size
-        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names),
+        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names)
+                           + self.learner.diagnostic_columns(),
                            total_steps=cfg.run.total_steps, start_step=self.learner.steps,
                            progress=cfg.run.progress)
         self.source = self.make_source()

@@ -294,7 +294,7 @@ def test_make_core_unknown_name_lists_known_cores():
 
 def test_builtin_cores_are_registered():
     assert {"ff", "lstm", "linear_transformer", "deltanet", "srwm", "fake_sr", "sr_delta",
-            "srwm_no_carry"} <= set(list_cores())
+            "srwm_no_carry", "srwm_paper"} <= set(list_cores())
 
 
 @pytest.mark.parametrize("name", [n for n in list_cores()
@@ -318,9 +318,16 @@ def test_options_follow_the_paper_defaults():
     assert make_core("lstm", 257).output_size == 256
     assert core_option_names("lstm") == ["hidden_size"]
     assert "detach_each_step" not in core_option_names("fake_sr")
-    # SRWM slow weights ~ N(0, 1/d): empirical std over 4 * 8 * 16 * 16 entries.
-    w = torch.cat([layer.W_y.flatten(), layer.W_q.flatten(), layer.W_k.flatten()])
+    # The IDSIA RL layer (srwm_paper): slow weights ~ N(0, 1/d), std over 4 * 8 * 16 * 16 entries,
+    # x = softmax(h) with no LayerNorm.
+    paper = make_core("srwm_paper", 257).layers[0]
+    w = torch.cat([paper.W_y.flatten(), paper.W_q.flatten(), paper.W_k.flatten()])
     assert abs(w.std().item() - 1 / math.sqrt(16)) < 0.01
+    assert abs(paper.W_b.mean().item()) < 0.05 and paper.norm is None
+    # srwm's default (docs/srwm.md): LayerNorm before the input softmax, W^q and W^k 4x larger.
+    assert layer.norm is not None and abs(layer.W_y.std().item() - 1 / math.sqrt(16)) < 0.02
+    assert abs(torch.cat([layer.W_q.flatten(), layer.W_k.flatten()]).std().item() - 4 / math.sqrt(16)) < 0.05
+    assert make_core("srwm", 257, srwm_input_norm="none", srwm_qk_init_scale=1.0).layers[0].norm is None
 
 
 # ============================================================================ layer equations
@@ -372,7 +379,13 @@ def naive_core(name, core, x, state, reset):
                         heads.append(S.t() @ q)                             # read after write
                     elif name == "fake_sr":
                         heads.append(layer.W_y[i] @ hi)
-                    else:                                                   # srwm, srwm_no_carry, sr_delta
+                    else:                                                   # srwm(_paper, _no_carry), sr_delta
+                        if getattr(layer, "norm", None) is not None:        # srwm_input_norm=layernorm
+                            hi = _ln(layer.norm, h)[i * d:(i + 1) * d]
+                        if layer.input_log_scale is not None:               # srwm_learn_input_scale
+                            hi = hi * layer.input_log_scale[i].exp()
+                        else:                                               # srwm_input_scale
+                            hi = hi * layer.input_scale
                         xi = torch.softmax(hi, 0)
                         W = {m: getattr(layer, "W_" + m)[i] + st[f"layer{li}.W_{m}"][b, i] for m in "yqkb"}
                         y = W["y"] @ xi                                     # read before write
@@ -395,12 +408,25 @@ def naive_core(name, core, x, state, reset):
     return h_all, st
 
 
-FAST_WEIGHT_CORES = ["deltanet", "linear_transformer", "srwm", "sr_delta", "fake_sr", "srwm_no_carry"]
+FAST_WEIGHT_CORES = ["deltanet", "linear_transformer", "srwm", "sr_delta", "fake_sr", "srwm_no_carry",
+                     "srwm_paper"]
+# Every srwm_* option (agents/cores/srwm.py), away from its default, on every SRWM-family core.
+SRWM_OPTION_CASES = [dict(srwm_input_norm="none", srwm_qk_init_scale=1.0),
+                     dict(srwm_input_scale=2.5, srwm_beta_init=-1.0),
+                     dict(srwm_input_norm="none", srwm_learn_input_scale=True, srwm_input_scale=0.5)]
 
 
+@pytest.mark.parametrize("options", [{}] + SRWM_OPTION_CASES,
+                         ids=["default"] + [",".join(f"{k}={v}" for k, v in o.items()) for o in SRWM_OPTION_CASES])
 @pytest.mark.parametrize("name", FAST_WEIGHT_CORES)
-def test_layer_equations_match_naive_implementation(name):
-    core = build(name, seed=12)
+def test_layer_equations_match_naive_implementation(name, options):
+    if options and name not in ("srwm", "sr_delta", "srwm_no_carry"):
+        pytest.skip("srwm_* options are options of the SRWM family")
+    core = build(name, seed=12, **options)
+    if options.get("srwm_learn_input_scale"):
+        with torch.no_grad():                                   # a learned scale away from its start
+            for layer in core.layers:
+                layer.input_log_scale.add_(randn(*layer.input_log_scale.shape, seed=19))
     T, B = 4, 2
     x = randn(T, B, INPUT_SIZE, seed=13)
     reset = torch.tensor([[False, True], [False, False], [True, False], [False, False]])
@@ -411,7 +437,7 @@ def test_layer_equations_match_naive_implementation(name):
     assert_states_close(final, want_state, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["srwm", "sr_delta"])
+@pytest.mark.parametrize("name", ["srwm", "sr_delta", "srwm_paper"])
 def test_srwm_state_is_a_difference_so_slow_weight_updates_show_at_once(name):
     """A learner update of the slow weights changes the very next step of a running episode."""
     core = build(name, seed=14)
@@ -455,3 +481,44 @@ def test_ff_core_is_relu_linear():
     y, state = core(x, {}, torch.zeros(3, 2, dtype=torch.bool))
     torch.testing.assert_close(y, torch.relu(x @ core.fc.weight.t() + core.fc.bias), rtol=0, atol=1e-14)
     assert state == {} and core.initial_state(4) == {}
+
+
+def test_srwm_with_the_paper_options_is_srwm_paper():
+    from agents.cores.srwm import SRWM_PAPER_OPTIONS
+    a = build("srwm", seed=20, **SRWM_PAPER_OPTIONS)
+    b = build("srwm_paper", seed=20)
+    assert a.state_dict().keys() == b.state_dict().keys()
+    for n, t in a.state_dict().items():
+        assert torch.equal(t, b.state_dict()[n]), n
+
+
+@pytest.mark.parametrize("bad, match", [(dict(srwm_input_norm="rms"), "input_norm must be one of"),
+                                        (dict(srwm_input_scale=0.0), "input_scale must be a positive"),
+                                        (dict(srwm_qk_init_scale=-1.0), "qk_init_scale must be a positive"),
+                                        (dict(srwm_beta_init=float("nan")), "beta_init must be a finite")])
+def test_bad_srwm_options_raise(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_core("srwm", INPUT_SIZE, **SMALL, **bad)
+
+
+@pytest.mark.parametrize("name", ["srwm", "sr_delta"])
+def test_srwm_options_act_outside_the_kernels(name):
+    """The srwm_* options change the kernels' input x and the initialisation only: the
+    default core gives the same outputs and gradients on the reference and the fused
+    PyTorch kernels (the Triton kernels are checked against the same reference in
+    tests/test_triton_kernels.py, on any x)."""
+    results = []
+    for backend in ("reference", "torch"):
+        core = build(name, seed=21, srwm_learn_input_scale=True)
+        for layer in core.layers:
+            layer.kernel_backend = backend
+        x = randn(5, 2, INPUT_SIZE, seed=22)
+        reset = torch.tensor([[False, True], [False, False], [True, False], [False, False], [False, False]])
+        y, state = core(x, random_state(core, 2), reset)
+        grads = torch.autograd.grad(y.square().sum(), list(core.parameters()))
+        results.append((y, state, grads))
+    (y0, s0, g0), (y1, s1, g1) = results
+    torch.testing.assert_close(y0, y1, rtol=1e-10, atol=1e-10)
+    assert_states_close(s0, s1, rtol=1e-10, atol=1e-10)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)

@@ -241,6 +241,9 @@ def test_architecture_is_plain_data_naming_every_field():
         if f.name in ("encoder_dtype", "compile_encoder", "encoder_init", "core_import"):  # not in the weights
             assert f.name not in arch
             continue
+        if f.name.startswith("srwm_"):                          # not options of deltanet
+            assert f.name not in arch
+            continue
         assert arch[f.name] == getattr(agent.cfg, f.name)
     assert (arch["core"], arch["obs_shape"], arch["obs_dtype"], arch["num_actions"], arch["num_tasks"]) \
         == ("deltanet", [8], "float32", 4, 2)
@@ -248,14 +251,35 @@ def test_architecture_is_plain_data_naming_every_field():
     assert other.architecture() != arch
 
 
-def test_paper_srwm_agent_parameter_count():
-    """IMPALA encoder + SRWM core (2 layers, 128 = 8 x 16, d_ff 512) + heads, 15 actions."""
-    agent = build_agent(ModelConfig(), PROCGEN, 15)
+def test_srwm_architecture_lists_the_srwm_options_that_differ_from_the_idsia_rl_layer():
+    arch = build_agent(ModelConfig(core="srwm", **SMALL), VECTOR, 4).architecture()
+    assert arch["srwm_input_norm"] == "layernorm" and arch["srwm_qk_init_scale"] == 4.0
+    assert "srwm_beta_init" not in arch and "srwm_input_scale" not in arch
+    # a checkpoint written before the options existed (the IDSIA RL layer) still matches
+    paper = build_agent(ModelConfig(core="srwm", srwm_input_norm="none", srwm_qk_init_scale=1.0, **SMALL),
+                        VECTOR, 4).architecture()
+    assert not any(k.startswith("srwm_") for k in paper)
+
+
+def test_old_configs_get_the_idsia_rl_srwm_layer():
+    from launch.config import config_from_dict
+    old = {"model": {"core": "srwm", "hidden_size": 64}}
+    cfg = config_from_dict(old).model
+    assert (cfg.srwm_input_norm, cfg.srwm_qk_init_scale, cfg.hidden_size) == ("none", 1.0, 64)
+    assert config_from_dict({"model": {"core": "srwm", "srwm_input_norm": "layernorm"}}).model.srwm_qk_init_scale == 4.0
+
+
+@pytest.mark.parametrize("core, extra", [("srwm_paper", 0), ("srwm", 2 * 2 * 128)])
+def test_paper_srwm_agent_parameter_count(core, extra):
+    """IMPALA encoder + SRWM core (2 layers, 128 = 8 x 16, d_ff 512) + heads, 15 actions;
+    srwm's default adds a LayerNorm(128) before each layer's input softmax."""
+    agent = build_agent(ModelConfig(core=core), PROCGEN, 15)
     encoder = 97_600 + 524_544
     layer = 3 * 8 * 16 * 16 + 8 * 4 * 16 + 128 * 128 + 2 * 128 + (128 * 512 + 512) + (512 * 128 + 128)
-    core = 257 * 128 + 128 + 2 * layer
+    core_size = 257 * 128 + 128 + 2 * layer
     heads = 128 * 15 + 15 + 128 + 1
-    assert sum(p.numel() for p in agent.parameters()) == encoder + core + heads == 967_248
+    assert sum(p.numel() for p in agent.parameters()) == encoder + core_size + heads + extra
+    assert encoder + core_size + heads == 967_248
 
 
 def test_every_core_builds_into_an_agent():

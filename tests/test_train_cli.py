@@ -38,7 +38,7 @@ def read_csv(path):
 def test_end_to_end_then_resume(tmp_path):
     base = ["--env", "memory", "--core", "srwm", *SMALL, "--num-actors", "2", "--envs-per-actor", "4",
             "--batch-size", "8", "--unroll-length", "20", "--log-interval-s", "0.5",
-            "--learner-threads", "1", "--name", "e2e", "--no-progress"]
+            "--learner-threads", "1", "--name", "e2e", "--no-progress", "--core-diagnostics"]
     run_train(base + ["--total-steps", "3200"], tmp_path)
     run_dir = tmp_path / "e2e"
     ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
@@ -60,6 +60,10 @@ def test_end_to_end_then_resume(tmp_path):
                 "queue/full_rows", "time/learn"):
         assert tag in tags, (tag, tags)
     assert any(t.startswith("return/memory") for t in tags) and any(t.startswith("length/memory") for t in tags)
+    # --core-diagnostics: core/<layer>/<name> and grad_norm/<group>, in TensorBoard and the CSV
+    for tag in ("core/layer0/q_entropy", "core/layer1/dW_rel", "grad_norm/core.layer0.W_q", "grad_norm/encoder"):
+        assert tag in tags, (tag, tags)
+        assert any(r.get(tag) for r in rows), tag
     assert all(abs(e.value) < 1e6 for e in ea.Scalars("total_loss"))
 
     import torch

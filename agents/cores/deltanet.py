@@ -22,6 +22,7 @@ from torch import nn
 from agents.core import State, StateSpec, TensorSpec, register_core
 from agents.kernels import delta_rule
 
+from .diagnostics import DELTA_DIAGNOSTICS, delta_diagnostics
 from .layers import FastWeightLayer, FastWeightStack, elu_plus_one_normalised, split_heads
 
 
@@ -41,6 +42,10 @@ class DeltaNetLayer(FastWeightLayer):
         d = self.head_size
         return StateSpec(S=TensorSpec((self.num_heads, d, d), dtype))
 
+    def diagnostic_names(self):
+        extra = list(DELTA_DIAGNOSTICS) if self.slow_size_per_head() > 3 * self.head_size else []
+        return extra + super().diagnostic_names()
+
     def project(self, h: torch.Tensor):
         """h [T, B, d_model] -> q, k, v [T, B, H, d] and beta [T, B, H] (None without beta)."""
         d = self.head_size
@@ -55,6 +60,8 @@ class DeltaNetLayer(FastWeightLayer):
         q, k, v, beta = self.project(h)
         y, S = delta_rule(q, k, v, beta, state["S"], reset,                 # y: [T, B, H, d]
                           detach_each_step=self.detach_each_step, backend=self.kernel_backend)
+        if self.recording is not None and beta is not None:
+            self.recording.update(delta_diagnostics(q, k, v, beta, state["S"], reset))
         return y, {"S": S}
 
 

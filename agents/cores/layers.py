@@ -23,13 +23,15 @@ prefixes them with ``"layer{i}."`` to build the flat core state dict.
 from __future__ import annotations
 
 import numbers
-from typing import Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from agents.core import MemoryCore, State, StateSpec
+
+from .diagnostics import rms
 
 PHI_EPS = 1e-5  # the 1e-5 in q = phi(q~) / (sum phi(q~) + 1e-5)
 
@@ -106,8 +108,16 @@ class FastWeightLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.ff = FeedForward(d_model, d_ff, dropout)
 
+    #: While the stack records diagnostics, a dict that mix() may add scalars to
+    #: (see agents.cores.diagnostics); None otherwise.
+    recording: Optional[Dict[str, float]] = None
+
     def local_state_spec(self, dtype: torch.dtype) -> StateSpec:
         raise NotImplementedError
+
+    def diagnostic_names(self) -> List[str]:
+        """Names of the scalars this layer records (mix() adds its own to ``mix_ratio``)."""
+        return ["mix_ratio"]
 
     def mix(self, h: torch.Tensor, state: State, reset: torch.Tensor) -> Tuple[torch.Tensor, State]:
         raise NotImplementedError
@@ -115,7 +125,11 @@ class FastWeightLayer(nn.Module):
     def forward(self, h: torch.Tensor, state: State, reset: torch.Tensor) -> Tuple[torch.Tensor, State]:
         # h: [T, B, d_model]; reset: bool [T, B]
         y, new_state = self.mix(h, state, reset)                 # [T, B, H, d]
-        h = h + self.drop(self.out_proj(merge_heads(y)))         # [T, B, d_model]
+        mixed = self.drop(self.out_proj(merge_heads(y)))         # [T, B, d_model]
+        if self.recording is not None:
+            with torch.no_grad():
+                self.recording["mix_ratio"] = float(rms(mixed) / rms(h))
+        h = h + mixed
         return self.ff(h), new_state
 
 
@@ -179,7 +193,19 @@ class FastWeightStack(MemoryCore):
         reset = reset.to(torch.bool)
         h = self.input_proj(x)                                   # [T, B, d_model]
         new_state: State = {}
+        recorded: Dict[str, float] = {}
         for i, layer in enumerate(self.layers):
-            h, s = layer(h, self._layer_state(i, state), reset)
+            layer.recording = {} if self.diagnostics_enabled else None
+            try:
+                h, s = layer(h, self._layer_state(i, state), reset)
+                if layer.recording is not None:
+                    recorded.update({f"layer{i}/{n}": v for n, v in layer.recording.items()})
+            finally:
+                layer.recording = None
             new_state.update({f"layer{i}.{n}": t for n, t in s.items()})
+        if self.diagnostics_enabled:
+            self._last_diagnostics = recorded
         return h, new_state
+
+    def diagnostic_names(self) -> list:
+        return [f"layer{i}/{n}" for i, layer in enumerate(self.layers) for n in layer.diagnostic_names()]

@@ -18,6 +18,7 @@ from torch import nn
 
 from agents.core import MemoryCore, State, StateSpec, TensorSpec, register_core
 
+from .diagnostics import LSTM_DIAGNOSTICS, lstm_diagnostics
 from .layers import check_positive
 
 
@@ -52,4 +53,11 @@ class LSTMCore(MemoryCore):
             c = torch.where(keep, c, torch.zeros_like(c))
             y, (h, c) = self.lstm(x[start:end], (h, c))                    # y: [end-start, B, hidden]
             outs.append(y)
-        return torch.cat(outs, dim=0), {"h": h.squeeze(0), "c": c.squeeze(0)}
+        y = torch.cat(outs, dim=0)
+        if self.diagnostics_enabled:
+            self._last_diagnostics = {f"layer0/{n}": v for n, v in
+                                      lstm_diagnostics(self.lstm, x, y, state["h"], reset).items()}
+        return y, {"h": h.squeeze(0), "c": c.squeeze(0)}
+
+    def diagnostic_names(self) -> list:
+        return [f"layer0/{n}" for n in LSTM_DIAGNOSTICS]

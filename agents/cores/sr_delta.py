@@ -23,17 +23,20 @@ import torch
 from agents.core import State, StateSpec, TensorSpec, register_core
 from agents.kernels import delta_rule
 
-from .layers import FastWeightStack
-from .srwm import SRWMLayer
+from .diagnostics import DELTA_DIAGNOSTICS, delta_diagnostics
+from .srwm import SRWMCore, SRWMLayer
 
 
 class SRDeltaLayer(SRWMLayer):
     """SRWM producing q, k, v, beta of a delta-rule fast memory."""
 
     def __init__(self, d_model: int, num_heads: int, head_size: int, d_ff: int, dropout: float,
-                 detach_each_step: bool = False):
+                 detach_each_step: bool = False, **srwm_options):
         super().__init__(d_model, num_heads, head_size, d_ff, dropout, detach_each_step,
-                         y_size=3 * head_size + 1)
+                         y_size=3 * head_size + 1, **srwm_options)
+
+    def diagnostic_names(self):
+        return super().diagnostic_names() + [f"delta_{n}" for n in DELTA_DIAGNOSTICS]
 
     def local_state_spec(self, dtype: torch.dtype) -> StateSpec:
         spec = super().local_state_spec(dtype)
@@ -50,12 +53,15 @@ class SRDeltaLayer(SRWMLayer):
         beta = torch.sigmoid(b).squeeze(-1).contiguous()                 # [T, B, H]
         y, S = delta_rule(q, k, v.contiguous(), beta, state["S"], reset,  # y: [T, B, H, d]
                           detach_each_step=self.detach_each_step, backend=self.kernel_backend)
+        if self.recording is not None:
+            scalars = delta_diagnostics(q, k, v, beta, state["S"], reset)
+            self.recording.update({f"delta_{n}": value for n, value in scalars.items()})
         new_state["S"] = S
         return y, new_state
 
 
 @register_core("sr_delta")
-class SRDeltaCore(FastWeightStack):
-    """Stack of SR-Delta layers."""
+class SRDeltaCore(SRWMCore):
+    """Stack of SR-Delta layers (the ``srwm_*`` options act on its SRWM)."""
 
     layer_class = SRDeltaLayer
