@@ -17,12 +17,13 @@ here assert on them, one pytest test per case. The same case functions run in-pr
 on CUDA tensors (compiled kernels, no interpreter) when a GPU is present.
 
 Cases: T in {1, 7, 63}; resets none, all, at t = 0, consecutive, at the last step, on
-and around the backward's chunk boundaries (SRWM checkpoints every 16 steps, so T = 63
-crosses three boundaries), different patterns in different batch rows; both
+and around the backward's chunk boundaries (SRWM and the gated delta rule checkpoint
+every 16 steps, so T = 63 crosses three boundaries), different patterns in different batch rows; both
 ``detach_each_step`` modes; head sizes 16, 32, 64 and non-powers of two (padded lanes);
 Dk != Dv; an SR-Delta-shaped SRWM (Dy = 3D + 1); several value blocks (partial sums);
 non-contiguous inputs; the no-autograd single-step (T = 1) acting path; fp16 inputs;
-float64 (1e-10 agreement) and ``torch.autograd.gradcheck`` of the kernels themselves.
+float64 (1e-10 agreement) and ``torch.autograd.gradcheck`` of the kernels themselves;
+the same for the gated delta rule (``alpha``), whose backward recomputes chunks.
 Tolerance: relative error (max |kernel - reference| / max |reference|) <= 1e-4 in fp32.
 """
 
@@ -56,13 +57,13 @@ WORKER_TIMEOUT_S = 800      # under pytest.ini's per-test timeout of 900 s
 def _case(op: str, T: int, resets: List[str], **kw) -> dict:
     """One comparison. ``resets`` names the reset pattern of each batch row (B = len)."""
     c = dict(op=op, T=T, resets=resets, H=2, D=8, Dv=None, Dy=None, detach=False, dtype="float32",
-             noncontig=False, no_grad=False, block_v=None, chunk=None, gradcheck=False, seed=0)
+             noncontig=False, no_grad=False, block_v=None, chunk=None, gradcheck=False, seed=0, gated=False)
     c.update(kw)
     parts = [op, f"T{T}", "+".join(resets), f"H{c['H']}", f"D{c['D']}"]
     for key in ("Dv", "Dy", "block_v", "chunk"):
         if c[key] is not None:
             parts.append(f"{key}{c[key]}")
-    for flag in ("detach", "noncontig", "no_grad", "gradcheck"):
+    for flag in ("gated", "detach", "noncontig", "no_grad", "gradcheck"):
         if c[flag]:
             parts.append(flag)
     if c["dtype"] != "float32":
@@ -107,6 +108,17 @@ def _cases(op: str) -> List[dict]:
             _case(op, 7, ["consecutive", "random"], H=2, D=5, Dv=6),             # padded lanes, Dk != Dv
             _case(op, 7, ["random", "last"], H=1, D=8, Dv=7, block_v=2),         # four value blocks
             _case(op, 3, ["t0", "consecutive"], H=1, D=2, Dv=3, dtype="float64", gradcheck=True),
+            # the gated delta rule (per-step decay alpha; chunked recomputation in the backward)
+            _case(op, 1, ["none", "all"], gated=True, **small),
+            _case(op, 7, ["t0", "last"], gated=True, **small),
+            _case(op, 7, ["consecutive", "random"], gated=True, detach=True, **small),
+            _case(op, 7, ["boundaries", "consecutive"], H=1, D=4, chunk=3, gated=True),   # resets on chunk edges
+            _case(op, 63, ["random", "boundaries"], H=1, D=4, gated=True),
+            _case(op, 7, ["random", "last"], H=1, D=5, Dv=7, block_v=2, gated=True),      # padded, 4 value blocks
+            _case(op, 7, ["random", "t0"], no_grad=True, gated=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", gated=True, **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, Dv=3, chunk=2, dtype="float64", gradcheck=True,
+                  gated=True),
         ]
     else:
         cases += [
@@ -224,29 +236,35 @@ def run_delta_case(case: dict, device: str) -> Dict[str, list]:
         "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),           # [T, B, H]
         "state": 0.5 * torch.randn(B, H, Dk, Dv, generator=gen),              # [B, H, Dk, Dv]
     }
-    reset = reset_mask(case["resets"], T, 16, case["seed"]).to(device)        # [T, B]
+    if case["gated"]:
+        raw["alpha"] = torch.sigmoid(2 * torch.randn(T, B, H, generator=gen))  # [T, B, H], in (0, 1)
+    chunk = case["chunk"] or 16
+    reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)     # [T, B]
     inputs = _prepare(raw, case, device)
     detach = case["detach"]
 
     def kernel(a):
-        if case["block_v"] is not None:            # not exposed by the public API
+        if case["block_v"] is not None or case["chunk"] is not None:   # not exposed by the public API
             out, fin = delta_rule_triton(a["q"], a["k"], a["v"], a["beta"], a["state"], reset,
-                                         detach_each_step=detach, block_v=case["block_v"])
+                                         detach_each_step=detach, block_v=case["block_v"],
+                                         alpha=a.get("alpha"), chunk=chunk)
         else:
             out, fin = delta_rule(a["q"], a["k"], a["v"], a["beta"], a["state"], reset,
-                                  detach_each_step=detach, backend="triton")
+                                  detach_each_step=detach, backend="triton", alpha=a.get("alpha"))
         return out, {"S": fin}
 
     def reference(a):
         out, fin = delta_rule_reference(a["q"], a["k"], a["v"], a["beta"], a["state"], reset,
-                                        detach_each_step=detach)
+                                        detach_each_step=detach, alpha=a.get("alpha"))
         return out, {"S": fin}
 
     res = _compare(case, kernel, reference, inputs)
     if case["gradcheck"]:
         names = list(inputs)
         ok = torch.autograd.gradcheck(
-            lambda *xs: delta_rule_triton(*xs, reset, detach_each_step=detach),
+            lambda q, k, v, beta, state, *alpha: delta_rule_triton(
+                q, k, v, beta, state, reset, detach_each_step=detach, alpha=alpha[0] if alpha else None,
+                chunk=chunk),
             [inputs[n] for n in names], eps=1e-6, atol=1e-8, fast_mode=True)
         res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
     return res
@@ -372,6 +390,9 @@ def test_srwm_kernel_matches_reference(case, interpreter_results):
 GPU_CASES = DELTA_CASES + SRWM_CASES + [
     _case("delta", 80, ["random"] * 4, H=8, D=64),
     _case("delta", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="float16"),
+    _case("delta", 80, ["random"] * 4, H=8, D=64, gated=True),
+    _case("delta", 50, ["random", "none", "all", "boundaries"], H=4, D=32, gated=True),
+    _case("delta", 50, ["random", "consecutive"], H=4, D=32, gated=True, dtype="bfloat16"),
     _case("srwm", 80, ["random"] * 4, H=8, D=32),
     _case("srwm", 50, ["random", "none", "all", "boundaries"], H=8, D=16, Dy=49),
     _case("srwm", 80, ["random", "boundaries"], H=2, D=64, detach=True),
@@ -415,6 +436,10 @@ def test_kernel_entry_points_reject_bad_input():
         srwm_triton(q, W, dW, reset, chunk=0)
     with pytest.raises(ValueError, match="block_v must be a power of two, got 3"):
         delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, block_v=3)
+    with pytest.raises(ValueError, match=r"alpha must be \[T, B, H\] = \[4, 2, 1\], got \[4, 2\]"):
+        delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2))
+    with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
+        delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2, 1), chunk=0)
 
 
 # ----------------------------------------------------------------------------- worker entry point
