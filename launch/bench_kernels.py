@@ -3,7 +3,7 @@
 For the delta rule (DeltaNet; Schlag et al., ICML 2021), the SRWM (Irie et al.,
 ICML 2022), the gated delta rule (``--ops gated``; Yang et al., ICLR 2025) and the
 recurrent ops of RDN and the Delta RNN (``--ops rec_delta delta_rnn``; Irie et al.,
-NeurIPS 2021; no Triton kernel yet, so loop / reference / torch only) it times, per shape, the forward and the forward + backward over a whole
+NeurIPS 2021; rec_delta has no Triton kernel yet) it times, per shape, the forward and the forward + backward over a whole
 unroll (inputs requiring grad, as in the learner) of:
 
 * ``loop``: how the original IDSIA learner ran, the reference op called with T = 1 from
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="where to run (default: cuda when present, else explain and exit 0)")
     p.add_argument("--ops", nargs="+", choices=tuple(OPS), default=["delta", "srwm", "gated"],
                    help="ops to time: delta, srwm, gated (delta rule with a per-step decay alpha), "
-                        "rec_delta, delta_rnn (no Triton kernel yet: loop, reference and torch only)")
+                        "rec_delta (no Triton kernel yet), delta_rnn")
     p.add_argument("--T", nargs="+", type=int, default=None, help="unroll lengths (GPU default: 50 80)")
     p.add_argument("--B", nargs="+", type=int, default=None, help="batch sizes (GPU default: 32 128 256)")
     p.add_argument("--H", type=int, default=8, help="heads (default 8)")
@@ -300,8 +300,11 @@ def delta_rnn_impl(name: str) -> Optional[Callable]:
     from agents.kernels import reference, torch_fused
     fn = {"loop": reference.delta_rnn_reference, "reference": reference.delta_rnn_reference,
           "torch": torch_fused.delta_rnn_torch}.get(name)
+    if name == "triton":
+        from agents.kernels.triton_delta_rnn import delta_rnn_triton
+        fn = delta_rnn_triton
     if fn is None:
-        return None                                  # no Triton kernel yet
+        return None                                  # fla has no Delta RNN
 
     def step(a, state, reset):
         return fn(a["z"], a["k"], a["v"], a["beta"], state, reset)
@@ -591,6 +594,15 @@ def compile_only(args) -> None:
                 r = compile_one(fn, consts, td._num_warps(P, BV))
                 name = fn.__name__ if backward else "_delta_fwd (gated)"
                 print(f"{name[:18]:<18} {f'd={D} BV={BV}':<14} {td._num_warps(P, BV):>5} {r['regs']:>5} "
+                      f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
+        if "delta_rnn" in args.ops:
+            from agents.kernels import triton_delta_rnn as tr
+            DP = max(P, 2)
+            w = 1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4
+            for fn, consts in ((tr._delta_rnn_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
+                               (tr._delta_rnn_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))):
+                r = compile_one(fn, consts, w)
+                print(f"{fn.__name__[:18]:<18} {f'd={D}':<14} {w:>5} {r['regs']:>5} "
                       f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
         if "srwm" in args.ops:
             for DY in (D, 3 * D + 1):

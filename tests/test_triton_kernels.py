@@ -8,8 +8,8 @@ interpreted function, and ``agents.kernels`` only lets ``backend="triton"`` run 
 tensors while the variable is set. Pytest imports every test module into one process,
 and other modules import ``agents.kernels`` (and triton) first, so setting the
 variable at the top of this module would be both too late and a process-wide change
-of behaviour for the other modules. Instead, a module-scoped fixture starts two child
-processes (one per op, so both CPU cores work) with ``TRITON_INTERPRET=1`` in their
+of behaviour for the other modules. Instead, a module-scoped fixture starts one child
+process per op (so both CPU cores work) with ``TRITON_INTERPRET=1`` in their
 environment: ``python -m tests.test_triton_kernels --worker delta|srwm --out FILE``.
 Each child runs every case below through the public API (``backend="triton"``) and
 through the reference, and writes the relative errors as JSON; the parametrised tests
@@ -44,7 +44,7 @@ import pytest
 import torch
 
 from agents.kernels import SRWM_KEYS, delta_rule, srwm
-from agents.kernels.reference import delta_rule_reference, srwm_reference
+from agents.kernels.reference import delta_rnn_reference, delta_rule_reference, srwm_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOL = {"float32": 1e-4, "float64": 1e-10, "float16": 1e-2, "bfloat16": 5e-2}
@@ -73,6 +73,24 @@ def _case(op: str, T: int, resets: List[str], **kw) -> dict:
 
 
 def _cases(op: str) -> List[dict]:
+    if op == "delta_rnn":
+        small = dict(H=2, D=4)
+        return [
+            _case(op, 1, ["none", "all"], **small),
+            _case(op, 1, ["none", "all"], detach=True, **small),
+            _case(op, 7, ["t0", "last"], **small),
+            _case(op, 7, ["consecutive", "random"], **small),
+            _case(op, 7, ["consecutive", "random"], detach=True, **small),
+            _case(op, 7, ["boundaries", "consecutive"], H=1, D=4, chunk=3),      # resets on chunk edges
+            _case(op, 63, ["random", "boundaries"], H=1, D=4),
+            _case(op, 7, ["random", "t0"], H=1, D=32),
+            _case(op, 7, ["consecutive", "random"], H=2, D=5),                   # padded lanes
+            _case(op, 7, ["random", "t0"], no_grad=True, **small),
+            _case(op, 7, ["random", "consecutive"], noncontig=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float64", **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, chunk=2, dtype="float64", gradcheck=True),
+        ]
     small = dict(H=2, D=8) if op == "delta" else dict(H=2, D=4)
     cases = [
         # T = 1: the acting step; with and without a reset, both modes
@@ -133,6 +151,7 @@ def _cases(op: str) -> List[dict]:
 
 DELTA_CASES = _cases("delta")
 SRWM_CASES = _cases("srwm")
+DELTA_RNN_CASES = _cases("delta_rnn")
 
 
 def reset_mask(patterns: List[str], T: int, chunk: int, seed: int) -> torch.Tensor:
@@ -312,8 +331,52 @@ def run_srwm_case(case: dict, device: str) -> Dict[str, list]:
     return res
 
 
-RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case}
-CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES}
+def run_delta_rnn_case(case: dict, device: str) -> Dict[str, list]:
+    from agents.kernels import delta_rnn
+    from agents.kernels.triton_delta_rnn import delta_rnn_triton
+    T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
+    gen = torch.Generator().manual_seed(case["seed"])
+    raw = {
+        "z": torch.randn(T, B, H, D, generator=gen),                          # [T, B, H, d]
+        "k": torch.softmax(torch.randn(T, B, H, D, generator=gen), -1),       # [T, B, H, d]
+        "v": torch.randn(T, B, H, D, generator=gen),                          # [T, B, H, d]
+        "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),           # [T, B, H]
+        "R": 0.5 * torch.randn(B, H, D, D, generator=gen),                    # [B, H, d, d]
+        "y": torch.randn(B, H, D, generator=gen),                             # [B, H, d]
+    }
+    chunk = case["chunk"] or 16
+    reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)
+    inputs = _prepare(raw, case, device)
+    detach = case["detach"]
+
+    def kernel(a):
+        st = {"R": a["R"], "y": a["y"]}
+        if case["chunk"] is not None:              # not exposed by the public API
+            return delta_rnn_triton(a["z"], a["k"], a["v"], a["beta"], st, reset, detach_each_step=detach,
+                                    chunk=chunk)
+        return delta_rnn(a["z"], a["k"], a["v"], a["beta"], st, reset, detach_each_step=detach, backend="triton")
+
+    def reference(a):
+        return delta_rnn_reference(a["z"], a["k"], a["v"], a["beta"], {"R": a["R"], "y": a["y"]}, reset,
+                                   detach_each_step=detach)
+
+    res = _compare(case, kernel, reference, inputs)
+    if case["gradcheck"]:
+        names = list(inputs)
+
+        def f(z, k, v, beta, R, y):
+            out, fin = delta_rnn_triton(z, k, v, beta, {"R": R, "y": y}, reset, detach_each_step=detach,
+                                        chunk=chunk)
+            return out, fin["R"], fin["y"]
+
+        ok = torch.autograd.gradcheck(f, [inputs[n] for n in names], eps=1e-6, atol=1e-8, fast_mode=True)
+        res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
+    return res
+
+
+RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case, "delta_rnn": run_delta_rnn_case}
+CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES, "delta_rnn": DELTA_RNN_CASES}
+FIRST_INPUT = {"delta": "grad_q", "srwm": "grad_x", "delta_rnn": "grad_z"}
 
 
 def check_result(case: dict, res: Dict[str, list]) -> None:
@@ -325,7 +388,7 @@ def check_result(case: dict, res: Dict[str, list]) -> None:
     assert not bad, f"{case['id']}: relative errors above {tol}: {bad}"
     assert res["out"][1] > 0, f"{case['id']}: reference output is all zero (vacuous comparison)"
     if not case["no_grad"]:
-        first_input = "grad_q" if case["op"] == "delta" else "grad_x"
+        first_input = FIRST_INPUT[case["op"]]
         assert res[first_input][1] > 0, f"{case['id']}: reference {first_input} is all zero"
         # detach_each_step cuts the final state off the graph, as the reference does
         assert res["final_requires_grad"][0] == (0.0 if case["detach"] else 1.0)
@@ -347,7 +410,7 @@ def _triton_importable() -> bool:
 
 @pytest.fixture(scope="module")
 def interpreter_results():
-    """Run every case in two TRITON_INTERPRET=1 child processes (one per op), in parallel."""
+    """Run every case in TRITON_INTERPRET=1 child processes (one per op), in parallel."""
     if not _triton_importable():
         pytest.skip("triton is not installed")
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -385,9 +448,17 @@ def test_srwm_kernel_matches_reference(case, interpreter_results):
     check_result(case, interpreter_results["srwm"][case["id"]])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DELTA_RNN_CASES, ids=[c["id"] for c in DELTA_RNN_CASES])
+def test_delta_rnn_kernel_matches_reference(case, interpreter_results):
+    check_result(case, interpreter_results["delta_rnn"][case["id"]])
+
+
 # ----------------------------------------------------------------------------- compiled run (GPU)
 
-GPU_CASES = DELTA_CASES + SRWM_CASES + [
+GPU_CASES = DELTA_CASES + SRWM_CASES + DELTA_RNN_CASES + [
+    _case("delta_rnn", 80, ["random"] * 4, H=4, D=32),
+    _case("delta_rnn", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="bfloat16"),
     _case("delta", 80, ["random"] * 4, H=8, D=64),
     _case("delta", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="float16"),
     _case("delta", 80, ["random"] * 4, H=8, D=64, gated=True),

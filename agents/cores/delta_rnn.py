@@ -19,9 +19,9 @@ denominator (after subtracting the maximum, so a relative change below 1e-6); he
 is the exact softmax. At an episode start y = 0, so f(y) is uniform (as in the code),
 while R = 0 until its first write.
 
-The feed-forward memory is :func:`agents.kernels.delta_rule` (fused Triton kernel on
-the GPU), the recurrent one :func:`agents.kernels.delta_rnn` (per-step reference and a
-whole-unroll PyTorch form with a hand-written backward; no Triton kernel yet).
+The feed-forward memory is :func:`agents.kernels.delta_rule`, the recurrent one
+:func:`agents.kernels.delta_rnn`; both run fused Triton kernels on the GPU and
+whole-unroll PyTorch forms with hand-written backward passes on the CPU.
 
 State: ``"layer{i}.W"``, ``"layer{i}.R"`` [B, H, d, d] and ``"layer{i}.y"`` [B, H, d],
 all zero at episode start.

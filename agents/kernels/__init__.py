@@ -38,7 +38,7 @@ def triton_available() -> bool:
     """True when triton imports and the project's Triton kernels load."""
     try:
         import triton  # noqa: F401
-        from . import triton_delta, triton_srwm  # noqa: F401
+        from . import triton_delta, triton_delta_rnn, triton_srwm  # noqa: F401
     except Exception:  # pragma: no cover - depends on the machine
         return False
     return True
@@ -81,7 +81,7 @@ _NO_TRITON_LOGGED = set()
 
 
 def _no_triton_kernel(op: str, backend: str, t: torch.Tensor) -> None:
-    """The recurrent ops have no Triton kernel yet: 'triton' is refused, 'auto' on CUDA
+    """For an op without a Triton kernel (rec_delta): 'triton' is refused, 'auto' on CUDA
     falls back to the whole-unroll PyTorch form and says so once per process."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -118,10 +118,12 @@ def delta_rnn(z: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Ten
 
     z, k, v: [T, B, H, d]; beta: [T, B, H]; state: {R: [B, H, d, d], y: [B, H, d]};
     reset: bool [T, B]. Returns (y [T, B, H, d], final state). Backends: reference,
-    torch (auto); no Triton.
+    torch, triton (auto: Triton on CUDA tensors).
     """
     _check_delta_rnn(z, k, v, beta, state)
-    _no_triton_kernel("delta_rnn", backend, z)
+    if _use_triton(backend, z):
+        from .triton_delta_rnn import delta_rnn_triton
+        return delta_rnn_triton(z, k, v, beta, state, reset, detach_each_step=detach_each_step)
     fn = delta_rnn_reference if backend == "reference" else delta_rnn_torch
     return fn(z, k, v, beta, state, reset, detach_each_step=detach_each_step)
 
