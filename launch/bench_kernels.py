@@ -3,7 +3,7 @@
 For the delta rule (DeltaNet; Schlag et al., ICML 2021), the SRWM (Irie et al.,
 ICML 2022), the gated delta rule (``--ops gated``; Yang et al., ICLR 2025) and the
 recurrent ops of RDN and the Delta RNN (``--ops rec_delta delta_rnn``; Irie et al.,
-NeurIPS 2021; rec_delta has no Triton kernel yet) it times, per shape, the forward and the forward + backward over a whole
+NeurIPS 2021) it times, per shape, the forward and the forward + backward over a whole
 unroll (inputs requiring grad, as in the learner) of:
 
 * ``loop``: how the original IDSIA learner ran, the reference op called with T = 1 from
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="where to run (default: cuda when present, else explain and exit 0)")
     p.add_argument("--ops", nargs="+", choices=tuple(OPS), default=["delta", "srwm", "gated"],
                    help="ops to time: delta, srwm, gated (delta rule with a per-step decay alpha), "
-                        "rec_delta (no Triton kernel yet), delta_rnn")
+                        "rec_delta, delta_rnn (the recurrent ops of RDN and the Delta RNN)")
     p.add_argument("--T", nargs="+", type=int, default=None, help="unroll lengths (GPU default: 50 80)")
     p.add_argument("--B", nargs="+", type=int, default=None, help="batch sizes (GPU default: 32 128 256)")
     p.add_argument("--H", type=int, default=8, help="heads (default 8)")
@@ -284,8 +284,11 @@ def rec_delta_impl(name: str) -> Optional[Callable]:
     from agents.kernels import reference, torch_fused
     fn = {"loop": reference.rec_delta_reference, "reference": reference.rec_delta_reference,
           "torch": torch_fused.rec_delta_torch}.get(name)
+    if name == "triton":
+        from agents.kernels.triton_rec_delta import rec_delta_triton
+        fn = rec_delta_triton
     if fn is None:
-        return None                                  # no Triton kernel yet
+        return None                                  # fla has no RDN
 
     def step(a, state, reset):
         R = {"q": a["R_q"], "k": a["R_k"], "v": a["R_v"], "b": a["r_b"]}
@@ -595,12 +598,21 @@ def compile_only(args) -> None:
                 name = fn.__name__ if backward else "_delta_fwd (gated)"
                 print(f"{name[:18]:<18} {f'd={D} BV={BV}':<14} {td._num_warps(P, BV):>5} {r['regs']:>5} "
                       f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
-        if "delta_rnn" in args.ops:
+        if "delta_rnn" in args.ops or "rec_delta" in args.ops:
             from agents.kernels import triton_delta_rnn as tr
+            from agents.kernels import triton_rec_delta as trd
             DP = max(P, 2)
             w = 1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4
-            for fn, consts in ((tr._delta_rnn_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
-                               (tr._delta_rnn_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))):
+            pairs = []
+            if "delta_rnn" in args.ops:
+                pairs += [(tr._delta_rnn_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
+                          (tr._delta_rnn_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))]
+            if "rec_delta" in args.ops:
+                pairs += [(trd._rec_delta_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
+                          (trd._rec_delta_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))]
+            for fn, consts in pairs:
+                if fn.__name__.startswith("_rec_delta"):
+                    w = trd._warps(DP, backward=fn.__name__.endswith("bwd_kernel"))
                 r = compile_one(fn, consts, w)
                 print(f"{fn.__name__[:18]:<18} {f'd={D}':<14} {w:>5} {r['regs']:>5} "
                       f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)

@@ -44,7 +44,8 @@ import pytest
 import torch
 
 from agents.kernels import SRWM_KEYS, delta_rule, srwm
-from agents.kernels.reference import delta_rnn_reference, delta_rule_reference, srwm_reference
+from agents.kernels.reference import (delta_rnn_reference, delta_rule_reference, rec_delta_reference,
+                                      srwm_reference)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOL = {"float32": 1e-4, "float64": 1e-10, "float16": 1e-2, "bfloat16": 5e-2}
@@ -73,6 +74,21 @@ def _case(op: str, T: int, resets: List[str], **kw) -> dict:
 
 
 def _cases(op: str) -> List[dict]:
+    if op == "rec_delta":
+        small = dict(H=2, D=4)
+        return [
+            _case(op, 1, ["none", "all"], **small),
+            _case(op, 7, ["t0", "last"], **small),
+            _case(op, 7, ["consecutive", "random"], detach=True, **small),
+            _case(op, 7, ["boundaries", "consecutive"], H=1, D=4, chunk=3),      # resets on chunk edges
+            _case(op, 63, ["random", "boundaries"], H=1, D=4),
+            _case(op, 5, ["random", "t0"], H=1, D=32),
+            _case(op, 7, ["consecutive", "random"], H=2, D=5),                   # padded lanes
+            _case(op, 7, ["random", "t0"], no_grad=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float64", **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, chunk=2, dtype="float64", gradcheck=True),
+        ]
     if op == "delta_rnn":
         small = dict(H=2, D=4)
         return [
@@ -152,6 +168,7 @@ def _cases(op: str) -> List[dict]:
 DELTA_CASES = _cases("delta")
 SRWM_CASES = _cases("srwm")
 DELTA_RNN_CASES = _cases("delta_rnn")
+REC_DELTA_CASES = _cases("rec_delta")
 
 
 def reset_mask(patterns: List[str], T: int, chunk: int, seed: int) -> torch.Tensor:
@@ -374,9 +391,52 @@ def run_delta_rnn_case(case: dict, device: str) -> Dict[str, list]:
     return res
 
 
-RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case, "delta_rnn": run_delta_rnn_case}
-CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES, "delta_rnn": DELTA_RNN_CASES}
-FIRST_INPUT = {"delta": "grad_q", "srwm": "grad_x", "delta_rnn": "grad_z"}
+REC_DELTA_NAMES = ("q", "k", "v", "beta", "R_q", "R_k", "R_v", "r_b", "S", "y")
+
+
+def run_rec_delta_case(case: dict, device: str) -> Dict[str, list]:
+    from agents.kernels import rec_delta
+    from agents.kernels.triton_rec_delta import rec_delta_triton
+    T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
+    gen = torch.Generator().manual_seed(case["seed"])
+    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
+    raw = dict(zip(REC_DELTA_NAMES, [r(T, B, H, D), r(T, B, H, D), r(T, B, H, D), r(T, B, H),   # pre-activations
+                                     r(H, D, D) / D ** 0.5, r(H, D, D) / D ** 0.5, r(H, D, D) / D ** 0.5,
+                                     r(H, D) / D ** 0.5, 0.5 * r(B, H, D, D), r(B, H, D)]))
+    chunk = case["chunk"] or 16
+    reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)
+    inputs = _prepare(raw, case, device)
+    detach = case["detach"]
+
+    def split(a):
+        return (a["q"], a["k"], a["v"], a["beta"], {"q": a["R_q"], "k": a["R_k"], "v": a["R_v"], "b": a["r_b"]},
+                {"S": a["S"], "y": a["y"]})
+
+    def kernel(a):
+        if case["chunk"] is not None:              # not exposed by the public API
+            return rec_delta_triton(*split(a), reset, detach_each_step=detach, chunk=chunk)
+        return rec_delta(*split(a), reset, detach_each_step=detach, backend="triton")
+
+    def reference(a):
+        return rec_delta_reference(*split(a), reset, detach_each_step=detach)
+
+    res = _compare(case, kernel, reference, inputs)
+    if case["gradcheck"]:
+        def f(*xs):
+            out, fin = rec_delta_triton(*split(dict(zip(REC_DELTA_NAMES, xs))), reset, detach_each_step=detach,
+                                        chunk=chunk)
+            return out, fin["S"], fin["y"]
+
+        ok = torch.autograd.gradcheck(f, [inputs[n] for n in REC_DELTA_NAMES], eps=1e-6, atol=1e-8,
+                                      fast_mode=True)
+        res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
+    return res
+
+
+RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case, "delta_rnn": run_delta_rnn_case,
+           "rec_delta": run_rec_delta_case}
+CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES, "delta_rnn": DELTA_RNN_CASES, "rec_delta": REC_DELTA_CASES}
+FIRST_INPUT = {"delta": "grad_q", "srwm": "grad_x", "delta_rnn": "grad_z", "rec_delta": "grad_q"}
 
 
 def check_result(case: dict, res: Dict[str, list]) -> None:
@@ -449,6 +509,12 @@ def test_srwm_kernel_matches_reference(case, interpreter_results):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", REC_DELTA_CASES, ids=[c["id"] for c in REC_DELTA_CASES])
+def test_rec_delta_kernel_matches_reference(case, interpreter_results):
+    check_result(case, interpreter_results["rec_delta"][case["id"]])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", DELTA_RNN_CASES, ids=[c["id"] for c in DELTA_RNN_CASES])
 def test_delta_rnn_kernel_matches_reference(case, interpreter_results):
     check_result(case, interpreter_results["delta_rnn"][case["id"]])
@@ -456,7 +522,9 @@ def test_delta_rnn_kernel_matches_reference(case, interpreter_results):
 
 # ----------------------------------------------------------------------------- compiled run (GPU)
 
-GPU_CASES = DELTA_CASES + SRWM_CASES + DELTA_RNN_CASES + [
+GPU_CASES = DELTA_CASES + SRWM_CASES + DELTA_RNN_CASES + REC_DELTA_CASES + [
+    _case("rec_delta", 80, ["random"] * 4, H=4, D=32),
+    _case("rec_delta", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="bfloat16"),
     _case("delta_rnn", 80, ["random"] * 4, H=4, D=32),
     _case("delta_rnn", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="bfloat16"),
     _case("delta", 80, ["random"] * 4, H=8, D=64),

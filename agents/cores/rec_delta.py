@@ -16,9 +16,8 @@ kernel ``rec_update_fwm_tanh``). Per head, from the layer input h_t::
 writes a generic activation f for the recurrent input): f = tanh, applied to the stored
 raw output at the start of the next step; softmax on q and k (not DeltaNet's elu + 1
 sum-normalised map, which the same code uses for ``--use_delta``); no activation on v.
-The memory is :func:`agents.kernels.rec_delta` (per-step reference and a whole-unroll
-PyTorch form with a hand-written backward; no Triton kernel yet, so on the GPU too it
-runs the PyTorch form).
+The memory is :func:`agents.kernels.rec_delta`: a fused Triton kernel on the GPU, a
+whole-unroll PyTorch form with a hand-written backward on the CPU.
 
 State: ``"layer{i}.S"`` [B, H, d, d] (fast weights) and ``"layer{i}.y"`` [B, H, d] (the
 previous output before its tanh); both zero at episode start.

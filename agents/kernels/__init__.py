@@ -15,7 +15,6 @@ else (2-3x faster forward+backward than the reference on the CPU learner; see
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from typing import Dict, Optional, Tuple
 
@@ -38,7 +37,7 @@ def triton_available() -> bool:
     """True when triton imports and the project's Triton kernels load."""
     try:
         import triton  # noqa: F401
-        from . import triton_delta, triton_delta_rnn, triton_srwm  # noqa: F401
+        from . import triton_delta, triton_delta_rnn, triton_rec_delta, triton_srwm  # noqa: F401
     except Exception:  # pragma: no cover - depends on the machine
         return False
     return True
@@ -77,23 +76,6 @@ def delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Te
     return delta_rule_reference(q, k, v, beta, state, reset, detach_each_step=detach_each_step, alpha=alpha)
 
 
-_NO_TRITON_LOGGED = set()
-
-
-def _no_triton_kernel(op: str, backend: str, t: torch.Tensor) -> None:
-    """For an op without a Triton kernel (rec_delta): 'triton' is refused, 'auto' on CUDA
-    falls back to the whole-unroll PyTorch form and says so once per process."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "triton":
-        raise RuntimeError(f"{op}: there is no Triton kernel for this op yet; use backend='torch' "
-                           "(or 'auto', which picks it)")
-    if backend == "auto" and t.is_cuda and op not in _NO_TRITON_LOGGED:
-        _NO_TRITON_LOGGED.add(op)
-        logging.getLogger(__name__).warning(
-            "%s has no Triton kernel yet: backend='auto' runs the whole-unroll PyTorch form on CUDA", op)
-
-
 def rec_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
               R: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], reset: torch.Tensor, *,
               detach_each_step: bool = False, backend: str = "auto") -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -102,10 +84,13 @@ def rec_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Ten
 
     q, k, v: [T, B, H, d] and beta: [T, B, H] pre-activations; R: {q, k, v: [H, d, d],
     b: [H, d]}; state: {S: [B, H, d, d], y: [B, H, d]}; reset: bool [T, B].
-    Returns (y [T, B, H, d], final state). Backends: reference, torch (auto); no Triton.
+    Returns (y [T, B, H, d], final state). Backends: reference, torch, triton (auto:
+    Triton on CUDA tensors).
     """
     _check_rec_delta(q, k, v, beta, R, state)
-    _no_triton_kernel("rec_delta", backend, q)
+    if _use_triton(backend, q):
+        from .triton_rec_delta import rec_delta_triton
+        return rec_delta_triton(q, k, v, beta, R, state, reset, detach_each_step=detach_each_step)
     fn = rec_delta_reference if backend == "reference" else rec_delta_torch
     return fn(q, k, v, beta, R, state, reset, detach_each_step=detach_each_step)
 
