@@ -25,6 +25,10 @@ SRWM (read before write): the four matrices of a head are stacked into one
     dz = [dy, softmax'(q) dq, softmax'(k) dk, b (1 - b) db];  dA = dz x^T + du (q - k)^T;  dx = A^T dz
     dW_slow += dA (summed over the batch);  dL/dDW_{t-1} = (1 - r_t) (G + dA)
 
+The gated delta rule (``alpha``), RDN (``rec_delta``) and the Delta RNN (``delta_rnn``)
+reuse the delta-rule step backward; their extra terms (the decay, the recurrent slow
+net, the softmax of the previous output) are written out in ``agents/kernels/README.md``.
+
 With ``detach_each_step`` the gradient through the state between steps is cut, as in
 the reference: G is zero at every step and only the initial state receives dA_1.
 No gradient is ever reconstructed by subtraction: every needed state is stored.
