@@ -103,6 +103,17 @@ class MemoryCore(nn.Module):
         """x: [T, B, input_size]; reset: bool [T, B] -> (y [T, B, output_size], new state)."""
         raise NotImplementedError
 
+    def reference_forward(self, x: torch.Tensor, state: State, reset: torch.Tensor) -> Tuple[torch.Tensor, State]:
+        """Optional slow reference of :meth:`forward`: the core's equations one time step at
+        a time, written without its fast ops. A core that overrides it gets the maths check
+        of the conformance suite (outputs, final state and every gradient against forward)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no per-step reference")
+
+    @classmethod
+    def has_reference(cls) -> bool:
+        """True when the core overrides :meth:`reference_forward`."""
+        return cls.reference_forward is not MemoryCore.reference_forward
+
     # -- optional: fast-weight diagnostics (``--core-diagnostics``) --------------------
     #: Set by :func:`set_core_diagnostics`; while true, forward() also records a few
     #: scalars about what it did (computed without gradient, outputs unchanged).

@@ -42,7 +42,7 @@ class ModelConfig:
 
     core: str = field(default="srwm", metadata={
         "help": "memory core, one of the registered cores (ff, lstm, linear_transformer, deltanet, "
-                "srwm, fake_sr, sr_delta, srwm_no_carry, ...)"})
+                "srwm, fake_sr, sr_delta, srwm_no_carry, rec_delta, delta_rnn, gated_deltanet, ...)"})
     encoder: str = field(default="auto", metadata={
         "help": "observation encoder: auto (by shape: [C,84,84] nature, other images impala, "
                 "vectors mlp), impala, nature or mlp"})

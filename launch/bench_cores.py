@@ -3,13 +3,16 @@
 For each core given by ``--cores``: the median time (ms) of a forward pass (no grad,
 as in acting or evaluation) and of forward + backward (as in learning) over one
 learner batch: B = 32 unrolls of T = 50 steps of input size 257 (256 IMPALA
-features + the clipped reward), with the SRWM paper's core sizes (Irie et al.,
-ICML 2022: 2 layers, hidden 128 = 8 heads of 16, d_ff 512; LSTM 256 units).
-Then the parameter counts of the paper's full SRWM agent (IMPALA encoder on ProcGen
-[3, 64, 64], 15 actions) and of the same agent with each benchmarked core.
+features + the clipped reward), with the SRWM paper's core sizes (``--sizes procgen``,
+Irie et al., ICML 2022: 2 layers, hidden 128 = 8 heads of 16, d_ff 512; LSTM 256
+units) or the recurrent fast-weight paper's Atari sizes (``--sizes atari``, Irie et
+al., NeurIPS 2021: the same with 4 heads of 32). Then the parameter counts of the
+paper's full SRWM agent (IMPALA encoder on ProcGen [3, 64, 64], 15 actions) and of
+the same agent with each benchmarked core (at the chosen sizes).
 
     python -m launch.bench_cores                      # deltanet srwm lstm ff, one thread
     python -m launch.bench_cores --cores srwm sr_delta --threads 2 --repeats 10
+    python -m launch.bench_cores --sizes atari --cores lstm deltanet rec_delta delta_rnn gated_deltanet
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from envs.base import ObsSpec
 
 PROCGEN = ObsSpec((3, 64, 64), "uint8")
 PROCGEN_ACTIONS = 15
+#: --sizes: ModelConfig overrides (both: 2 layers, hidden 128, d_ff 512, LSTM 256)
+SIZES = {"procgen": {}, "atari": {"num_heads": 4, "head_size": 32}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", choices=["auto", "reference", "torch", "triton"],
                    help="fast-weight kernel backend")
     p.add_argument("--reset-prob", type=float, default=0.01, help="probability of an episode reset per step")
+    p.add_argument("--sizes", choices=sorted(SIZES), default="procgen",
+                   help="core sizes: procgen (SRWM paper: 8 heads of 16) or atari (recurrent FWP paper: 4 heads of 32)")
     args = p.parse_args(argv)
     unknown = [c for c in args.cores if c not in list_cores()]
     if unknown:
@@ -77,7 +84,7 @@ def count(module: torch.nn.Module) -> int:
 
 
 def bench_core(name: str, args: argparse.Namespace, device: torch.device) -> dict:
-    cfg = ModelConfig(core=name)
+    cfg = ModelConfig(core=name, **SIZES[args.sizes])
     core = make_core(name, args.input_size, strict=False, **core_options(cfg)).to(device)
     for m in core.modules():
         if isinstance(m, FastWeightLayer):
@@ -108,11 +115,12 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     print(f"B={args.batch_size} T={args.unroll_length} input={args.input_size} device={device} "
-          f"threads={args.threads} backend={args.backend} (median of {args.repeats} after {args.warmup} warm-up)")
+          f"threads={args.threads} backend={args.backend} sizes={args.sizes} "
+          f"(median of {args.repeats} after {args.warmup} warm-up)")
     print(f"{'core':<20}{'fwd ms':>10}{'fwd+bwd ms':>12}{'core params':>14}{'agent params':>14}")
     for name in args.cores:
         r = bench_core(name, args, device)
-        agent_params = count(build_agent(ModelConfig(core=name), PROCGEN, PROCGEN_ACTIONS))
+        agent_params = count(build_agent(ModelConfig(core=name, **SIZES[args.sizes]), PROCGEN, PROCGEN_ACTIONS))
         print(f"{name:<20}{r['fwd_ms']:>10.1f}{r['fwd_bwd_ms']:>12.1f}{r['core_params']:>14,}{agent_params:>14,}")
     paper = build_agent(ModelConfig(), PROCGEN, PROCGEN_ACTIONS)
     print(f"paper SRWM agent (IMPALA encoder on ProcGen, {PROCGEN_ACTIONS} actions, 2 layers, hidden 128, "

@@ -1,7 +1,9 @@
 """Benchmark of the fast-weight ops: ``python -m launch.bench_kernels [options]``.
 
-For the delta rule (DeltaNet; Schlag et al., ICML 2021) and the SRWM (Irie et al.,
-ICML 2022) it times, per shape, the forward and the forward + backward over a whole
+For the delta rule (DeltaNet; Schlag et al., ICML 2021), the SRWM (Irie et al.,
+ICML 2022), the gated delta rule (``--ops gated``; Yang et al., ICLR 2025) and the
+recurrent ops of RDN and the Delta RNN (``--ops rec_delta delta_rnn``; Irie et al.,
+NeurIPS 2021) it times, per shape, the forward and the forward + backward over a whole
 unroll (inputs requiring grad, as in the learner) of:
 
 * ``loop``: how the original IDSIA learner ran, the reference op called with T = 1 from
@@ -65,7 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--device", choices=("cuda", "cpu"), default=None,
                    help="where to run (default: cuda when present, else explain and exit 0)")
-    p.add_argument("--ops", nargs="+", choices=("delta", "srwm"), default=["delta", "srwm"])
+    p.add_argument("--ops", nargs="+", choices=tuple(OPS), default=["delta", "srwm", "gated"],
+                   help="ops to time: delta, srwm, gated (delta rule with a per-step decay alpha), "
+                        "rec_delta, delta_rnn (the recurrent ops of RDN and the Delta RNN)")
     p.add_argument("--T", nargs="+", type=int, default=None, help="unroll lengths (GPU default: 50 80)")
     p.add_argument("--B", nargs="+", type=int, default=None, help="batch sizes (GPU default: 32 128 256)")
     p.add_argument("--H", type=int, default=8, help="heads (default 8)")
@@ -212,6 +216,107 @@ def srwm_impl(name: str) -> Optional[Callable]:
     return None                                      # fla has no SRWM
 
 
+def make_gated_inputs(T, B, H, D, density, device, seed):
+    inputs, reset = make_delta_inputs(T, B, H, D, density, device, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    alpha = torch.sigmoid(3 + torch.randn(T, B, H, generator=gen))                # [T, B, H], near 1
+    inputs["alpha"] = alpha.to(device).requires_grad_(True)
+    return inputs, reset
+
+
+def make_rec_delta_inputs(T, B, H, D, density, device, seed):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
+    tensors = {"q": r(T, B, H, D), "k": r(T, B, H, D), "v": r(T, B, H, D), "beta": r(T, B, H),
+               "R_q": r(H, D, D) / math.sqrt(D), "R_k": r(H, D, D) / math.sqrt(D),
+               "R_v": r(H, D, D) / math.sqrt(D), "r_b": r(H, D) / math.sqrt(D),
+               "S": 0.1 * r(B, H, D, D), "y": 0.1 * r(B, H, D)}
+    reset = make_resets(T, B, density, gen).to(device)
+    return {n: t.to(device).requires_grad_(True) for n, t in tensors.items()}, reset
+
+
+def make_delta_rnn_inputs(T, B, H, D, density, device, seed):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
+    tensors = {"z": r(T, B, H, D), "k": torch.softmax(r(T, B, H, D), -1), "v": r(T, B, H, D),
+               "beta": torch.sigmoid(r(T, B, H)), "R": 0.1 * r(B, H, D, D), "y": 0.1 * r(B, H, D)}
+    reset = make_resets(T, B, density, gen).to(device)
+    return {n: t.to(device).requires_grad_(True) for n, t in tensors.items()}, reset
+
+
+def _loop(step, state_names):
+    """The per-step loop of the original learner for a whole-unroll op ``step(a_t, state, reset_t)``."""
+    def run(a, reset):
+        state = {n: a[n] for n in state_names}
+        outs = []
+        for t in range(reset.shape[0]):
+            a_t = {n: (x[t:t + 1] if x.dim() >= 3 and x.shape[:2] == reset.shape else x) for n, x in a.items()}
+            o, state = step(a_t, state, reset[t:t + 1])
+            outs.append(o)
+            state = {n: x.detach() for n, x in state.items()}
+        return torch.cat(outs), state
+    return run
+
+
+def gated_impl(name: str) -> Optional[Callable]:
+    from agents.kernels import reference
+
+    def args(a):
+        return (a["q"], a["k"], a["v"], a["beta"], a["state"])
+
+    if name == "loop":
+        def step(a, st, r):
+            o, S = reference.delta_rule_reference(a["q"], a["k"], a["v"], a["beta"], st["state"], r, alpha=a["alpha"])
+            return o, {"state": S}
+        return _loop(step, ["state"])
+    if name == "reference":
+        return lambda a, reset: _wrap_delta(reference.delta_rule_reference(*args(a), reset, alpha=a["alpha"]))
+    if name == "torch":
+        from agents.kernels.torch_fused import delta_rule_torch
+        return lambda a, reset: _wrap_delta(delta_rule_torch(*args(a), reset, alpha=a["alpha"]))
+    if name == "triton":
+        from agents.kernels.triton_delta import delta_rule_triton
+        return lambda a, reset: _wrap_delta(delta_rule_triton(*args(a), reset, alpha=a["alpha"]))
+    return None                                      # fla's gated rule is not wired up here
+
+
+def rec_delta_impl(name: str) -> Optional[Callable]:
+    from agents.kernels import reference, torch_fused
+    fn = {"loop": reference.rec_delta_reference, "reference": reference.rec_delta_reference,
+          "torch": torch_fused.rec_delta_torch}.get(name)
+    if name == "triton":
+        from agents.kernels.triton_rec_delta import rec_delta_triton
+        fn = rec_delta_triton
+    if fn is None:
+        return None                                  # fla has no RDN
+
+    def step(a, state, reset):
+        R = {"q": a["R_q"], "k": a["R_k"], "v": a["R_v"], "b": a["r_b"]}
+        return fn(a["q"], a["k"], a["v"], a["beta"], R, state, reset)
+
+    if name == "loop":
+        return _loop(step, ["S", "y"])
+    return lambda a, reset: step(a, {"S": a["S"], "y": a["y"]}, reset)
+
+
+def delta_rnn_impl(name: str) -> Optional[Callable]:
+    from agents.kernels import reference, torch_fused
+    fn = {"loop": reference.delta_rnn_reference, "reference": reference.delta_rnn_reference,
+          "torch": torch_fused.delta_rnn_torch}.get(name)
+    if name == "triton":
+        from agents.kernels.triton_delta_rnn import delta_rnn_triton
+        fn = delta_rnn_triton
+    if fn is None:
+        return None                                  # fla has no Delta RNN
+
+    def step(a, state, reset):
+        return fn(a["z"], a["k"], a["v"], a["beta"], state, reset)
+
+    if name == "loop":
+        return _loop(step, ["R", "y"])
+    return lambda a, reset: step(a, {"R": a["R"], "y": a["y"]}, reset)
+
+
 def fla_impl(chunk: bool) -> Optional[Callable]:
     """flash-linear-attention's delta rule with resets as varlen (cu_seqlens) boundaries."""
     try:
@@ -257,6 +362,16 @@ def fla_impl(chunk: bool) -> Optional[Callable]:
 
     run.prepare = prepare
     return run
+
+
+#: op -> (input maker, implementation getter)
+OPS = {
+    "delta": (make_delta_inputs, delta_impl),
+    "srwm": (make_srwm_inputs, srwm_impl),
+    "gated": (make_gated_inputs, gated_impl),
+    "rec_delta": (make_rec_delta_inputs, rec_delta_impl),
+    "delta_rnn": (make_delta_rnn_inputs, delta_rnn_impl),
+}
 
 
 # ----------------------------------------------------------------------------- timing
@@ -315,10 +430,9 @@ def max_rel_error(run, prepared, leaves, reset, ref_out, ref_grads, g, fla: bool
 
 
 def bench_shape(op, T, B, H, D, density, impls, args, device) -> List[dict]:
-    make = make_delta_inputs if op == "delta" else make_srwm_inputs
+    make, get = OPS[op]
     inputs, reset = make(T, B, H, D, density, device, args.seed)
     leaves = list(inputs.values())
-    get = delta_impl if op == "delta" else srwm_impl
     ref = get("reference")
     ref_out, _ = ref(inputs, reset)
     g = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1)).to(device)
@@ -361,10 +475,9 @@ def bench_shape(op, T, B, H, D, density, impls, args, device) -> List[dict]:
 
 def bench_acting(op, B, H, D, impls, args, device) -> List[dict]:
     """The acting step: T = 1, no autograd."""
-    make = make_delta_inputs if op == "delta" else make_srwm_inputs
+    make, get = OPS[op]
     inputs, reset = make(1, B, H, D, 0.01, device, args.seed)
     inputs = {n: t.detach() for n, t in inputs.items()}
-    get = delta_impl if op == "delta" else srwm_impl
     rows = []
     for name in impls:
         if name in ("loop",) or name.startswith("fla"):
@@ -469,9 +582,39 @@ def compile_only(args) -> None:
                 BV = td._block_v(D, None, backward)
                 fn = td._delta_bwd_kernel if backward else td._delta_fwd_kernel
                 consts = dict(DK=D, DV=D, DKP=P, BV=BV, ACC=acc)
-                consts.update(DETACH=False) if backward else consts.update(STORE_RES=True)
+                consts.update(DETACH=False) if backward else consts.update(STORE_RES=True, HAS_ALPHA=False,
+                                                                           STORE_CKPT=False)
                 r = compile_one(fn, consts, td._num_warps(P, BV))
                 print(f"{fn.__name__:<18} {f'd={D} BV={BV}':<14} {td._num_warps(P, BV):>5} {r['regs']:>5} "
+                      f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
+        if "gated" in args.ops:
+            for backward in (False, True):
+                BV = td._block_v(D, None, backward)
+                fn = td._gated_delta_bwd_kernel if backward else td._delta_fwd_kernel
+                consts = dict(DK=D, DV=D, DKP=P, BV=BV, ACC=acc)
+                consts.update(DETACH=False) if backward else consts.update(STORE_RES=True, HAS_ALPHA=True,
+                                                                           STORE_CKPT=True)
+                r = compile_one(fn, consts, td._num_warps(P, BV))
+                name = fn.__name__ if backward else "_delta_fwd (gated)"
+                print(f"{name[:18]:<18} {f'd={D} BV={BV}':<14} {td._num_warps(P, BV):>5} {r['regs']:>5} "
+                      f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
+        if "delta_rnn" in args.ops or "rec_delta" in args.ops:
+            from agents.kernels import triton_delta_rnn as tr
+            from agents.kernels import triton_rec_delta as trd
+            DP = max(P, 2)
+            w = 1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4
+            pairs = []
+            if "delta_rnn" in args.ops:
+                pairs += [(tr._delta_rnn_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
+                          (tr._delta_rnn_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))]
+            if "rec_delta" in args.ops:
+                pairs += [(trd._rec_delta_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
+                          (trd._rec_delta_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))]
+            for fn, consts in pairs:
+                if fn.__name__.startswith("_rec_delta"):
+                    w = trd._warps(DP, backward=fn.__name__.endswith("bwd_kernel"))
+                r = compile_one(fn, consts, w)
+                print(f"{fn.__name__[:18]:<18} {f'd={D}':<14} {w:>5} {r['regs']:>5} "
                       f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
         if "srwm" in args.ops:
             for DY in (D, 3 * D + 1):

@@ -522,3 +522,80 @@ def test_srwm_options_act_outside_the_kernels(name):
     assert_states_close(s0, s1, rtol=1e-10, atol=1e-10)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+# ============================================================================ maths check
+# A core that declares a per-step slow reference (MemoryCore.reference_forward: its
+# equations one step at a time, without the fast ops) is compared with its fast path:
+# outputs, final state and the gradients of the input, the initial state and every
+# parameter, through resets (at t = 0, consecutive, at the last step, random).
+
+REFERENCE_CORES = [n for n in CORES if n not in DOC_CORES and core_module.get_core_class(n).has_reference()]
+
+
+def check_against_reference(core, seed: int = 30, T: int = 9, B: int = 3, rtol: float = 1e-9) -> None:
+    """Raise AssertionError when the fast path and the core's per-step reference differ."""
+    x = randn(T, B, INPUT_SIZE, seed=seed)
+    reset = torch.zeros(T, B, dtype=torch.bool)
+    reset[0, 0] = reset[4, 0] = reset[5, 0] = True              # t = 0 and two consecutive
+    reset[T - 1, 1] = True                                      # the last step
+    reset[:, 2] = torch.rand(T, generator=torch.Generator().manual_seed(seed)) < 0.3
+    state0 = random_state(core, B)
+    gen = torch.Generator().manual_seed(seed + 1)
+    results = {}
+    for path in ("fast", "reference"):
+        xs = x.clone().requires_grad_(True)
+        st = {n: t.clone().requires_grad_(True) for n, t in state0.items()}
+        fn = core if path == "fast" else core.reference_forward
+        y, fin = fn(xs, st, reset)
+        if path == "fast":
+            w_y = torch.randn(y.shape, generator=gen, dtype=F64)
+            w_s = {n: torch.randn(t.shape, generator=gen, dtype=F64) for n, t in fin.items()}
+        loss = (y * w_y).sum() + sum((t * w_s[n]).sum() for n, t in fin.items() if t.requires_grad)
+        names = ["x"] + [f"state {n}" for n in st] + [f"parameter {n}" for n, _ in core.named_parameters()]
+        tensors = [xs] + list(st.values()) + [p for _, p in core.named_parameters()]
+        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        results[path] = {"output": y, **{f"final {n}": t for n, t in fin.items()},
+                         **{f"grad of {n}": (torch.zeros_like(t) if g is None else g)
+                            for n, t, g in zip(names, tensors, grads)}}
+    fast, ref = results["fast"], results["reference"]
+    assert set(fast) == set(ref), f"fast and reference paths give different states: {sorted(set(fast) ^ set(ref))}"
+    for n in ref:
+        torch.testing.assert_close(fast[n], ref[n], rtol=rtol, atol=rtol,
+                                   msg=lambda m: f"{n}: fast path differs from the per-step reference: {m}")
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["bptt", "detach_each_step"])
+@pytest.mark.parametrize("name", REFERENCE_CORES)
+def test_fast_path_matches_per_step_reference(name, detach):
+    core = build(name, seed=21, detach_each_step=detach)
+    check_against_reference(core)
+
+
+def test_new_atari_paper_cores_declare_a_reference():
+    assert {"gated_deltanet", "rec_delta", "delta_rnn"} <= set(REFERENCE_CORES)
+
+
+def _buggy_gated_delta_rule(bug: str):
+    """The gated delta rule with one planted bug (per step, plain PyTorch)."""
+    def op(q, k, v, beta, state, reset, *, alpha, detach_each_step=False, backend="auto"):
+        S, outs = state, []
+        for t in range(q.shape[0]):
+            S = torch.where(reset[t].view(-1, 1, 1, 1), torch.zeros_like(S), S)
+            a = alpha[t][..., None, None]
+            decayed = S * ((2 - a) if bug == "decay_above_1" else a)
+            v_old = torch.einsum("bhkv,bhk->bhv", S if bug == "v_old_undecayed" else decayed, k[t])
+            new = decayed + k[t].unsqueeze(-1) * (beta[t].unsqueeze(-1) * (v[t] - v_old)).unsqueeze(-2)
+            outs.append(torch.einsum("bhkv,bhk->bhv", decayed if bug == "read_before_write" else new, q[t]))
+            S = new
+        return torch.stack(outs), S
+    return op
+
+
+@pytest.mark.parametrize("bug", ["v_old_undecayed", "decay_above_1", "read_before_write"])
+def test_maths_check_catches_planted_bugs(bug, monkeypatch):
+    """The bugs a user planted in a gated delta rule that the contract checks alone missed."""
+    import agents.cores.gated_deltanet as gdn
+    core = build("gated_deltanet", seed=22)
+    check_against_reference(core)                                  # the real op passes
+    monkeypatch.setattr(gdn, "delta_rule", _buggy_gated_delta_rule(bug))
+    with pytest.raises(AssertionError, match="fast path differs from the per-step reference"):
+        check_against_reference(core)

@@ -100,3 +100,96 @@ def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="nope"):
         delta_rule(*[torch.zeros(1, 1, 1, 2)] * 3, torch.zeros(1, 1, 1), torch.zeros(1, 1, 2, 2),
                    torch.zeros(1, 1, dtype=torch.bool), backend="nope")
+
+
+# ----------------------------------------------------------------------------- gated delta rule, RDN, Delta RNN
+
+def _compare_backends(run, inputs, rtol=1e-10, atol=1e-12):
+    """run(backend) -> list of outputs (tensors, some possibly without grad); compare the
+    outputs and the gradients of every input between reference and torch."""
+    g = torch.Generator().manual_seed(99)
+    res = {}
+    for backend in ("reference", "torch"):
+        outs = run(backend)
+        if backend == "reference":
+            weights = [torch.randn(o.shape, generator=g, dtype=F64) for o in outs]
+        loss = sum((o * w).sum() for o, w in zip(outs, weights) if o.requires_grad)
+        res[backend] = list(outs) + grads(loss, inputs)
+    for i, (a, b) in enumerate(zip(res["reference"], res["torch"])):
+        torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=lambda m: f"item {i}: {m}")
+
+
+@pytest.mark.parametrize("T,pattern", CASES)
+@pytest.mark.parametrize("detach", [False, True])
+def test_gated_delta_rule_torch_matches_reference(T, pattern, detach):
+    B, H, Dk, Dv = 2, 2, 4, 5
+    g = torch.Generator().manual_seed(T + 1)
+    q = torch.nn.functional.normalize(torch.randn(T, B, H, Dk, generator=g, dtype=F64), dim=-1).requires_grad_()
+    k = torch.nn.functional.normalize(torch.randn(T, B, H, Dk, generator=g, dtype=F64), dim=-1).requires_grad_()
+    v = torch.randn(T, B, H, Dv, generator=g, dtype=F64).requires_grad_()
+    beta = torch.rand(T, B, H, generator=g, dtype=F64).requires_grad_()
+    alpha = torch.rand(T, B, H, generator=g, dtype=F64).requires_grad_()
+    s0 = torch.randn(B, H, Dk, Dv, generator=g, dtype=F64).requires_grad_()
+    reset = make_reset(pattern, T, B)
+    _compare_backends(lambda be: delta_rule(q, k, v, beta, s0, reset, alpha=alpha, detach_each_step=detach,
+                                            backend=be), [q, k, v, beta, s0, alpha])
+
+
+@pytest.mark.parametrize("T,pattern", CASES)
+@pytest.mark.parametrize("detach", [False, True])
+def test_rec_delta_torch_matches_reference(T, pattern, detach):
+    from agents.kernels import rec_delta
+    B, H, d = 2, 2, 4
+    g = torch.Generator().manual_seed(T + 2)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=F64).requires_grad_()   # noqa: E731
+    q, k, v, beta = r(T, B, H, d), r(T, B, H, d), r(T, B, H, d), r(T, B, H)
+    R = {"q": r(H, d, d), "k": r(H, d, d), "v": r(H, d, d), "b": r(H, d)}
+    state = {"S": r(B, H, d, d), "y": r(B, H, d)}
+    reset = make_reset(pattern, T, B)
+
+    def run(be):
+        y, fin = rec_delta(q, k, v, beta, R, state, reset, detach_each_step=detach, backend=be)
+        return [y, fin["S"], fin["y"]]
+
+    _compare_backends(run, [q, k, v, beta, *R.values(), *state.values()])
+
+
+@pytest.mark.parametrize("T,pattern", CASES)
+@pytest.mark.parametrize("detach", [False, True])
+def test_delta_rnn_torch_matches_reference(T, pattern, detach):
+    from agents.kernels import delta_rnn
+    B, H, d = 2, 2, 4
+    g = torch.Generator().manual_seed(T + 3)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=F64)   # noqa: E731
+    z, v = r(T, B, H, d).requires_grad_(), r(T, B, H, d).requires_grad_()
+    k = torch.softmax(r(T, B, H, d), -1).requires_grad_()
+    beta = torch.rand(T, B, H, generator=g, dtype=F64).requires_grad_()
+    state = {"R": r(B, H, d, d).requires_grad_(), "y": r(B, H, d).requires_grad_()}
+    reset = make_reset(pattern, T, B)
+
+    def run(be):
+        y, fin = delta_rnn(z, k, v, beta, state, reset, detach_each_step=detach, backend=be)
+        return [y, fin["R"], fin["y"]]
+
+    _compare_backends(run, [z, k, v, beta, *state.values()])
+
+
+def test_recurrent_ops_float32_keep_dtype():
+    from agents.kernels import delta_rnn, rec_delta
+    T, B, H, d = 9, 3, 2, 8
+    g = torch.Generator().manual_seed(5)
+    r = lambda *s: torch.randn(*s, generator=g)   # noqa: E731
+    reset = make_reset("random", T, B)
+    x = [r(T, B, H, d), r(T, B, H, d), r(T, B, H, d), r(T, B, H)]
+    R = {"q": r(H, d, d), "k": r(H, d, d), "v": r(H, d, d), "b": r(H, d)}
+    st = {"S": r(B, H, d, d), "y": r(B, H, d)}
+    ref, _ = rec_delta(*x, R, st, reset, backend="reference")
+    got, fin = rec_delta(*x, R, st, reset, backend="torch")
+    assert got.dtype == torch.float32 and fin["S"].dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    args = [r(T, B, H, d), torch.softmax(r(T, B, H, d), -1), r(T, B, H, d), torch.rand(T, B, H, generator=g)]
+    st2 = {"R": r(B, H, d, d), "y": r(B, H, d)}
+    ref, _ = delta_rnn(*args, st2, reset, backend="reference")
+    got, fin = delta_rnn(*args, st2, reset, backend="torch")
+    assert got.dtype == torch.float32 and fin["R"].dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

@@ -163,3 +163,95 @@ def test_srwm_detach_each_step_equals_per_step_loop(pattern):
     # and, as DESIGN.md says, W^q, W^k, W^b learn nothing in this mode
     for n in ("q", "k", "b"):
         assert torch.equal(got[1 + SRWM_KEYS.index(n)], torch.zeros_like(W[n]))
+
+
+# ----------------------------------------------------------------------------- gated delta rule, RDN, Delta RNN
+# Both the per-step references and the whole-unroll torch forms (hand-written backward
+# passes) against finite differences.
+
+from agents.kernels.reference import delta_rnn_reference, rec_delta_reference  # noqa: E402
+from agents.kernels.torch_fused import delta_rnn_torch, delta_rule_torch, rec_delta_torch  # noqa: E402
+
+
+def _gated_inputs(H=1, Dk=2, Dv=3, seed=0):
+    q, k, v, beta, S0 = _delta_inputs(H=H, Dk=Dk, Dv=Dv, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    alpha = torch.sigmoid(torch.randn(T, B, H, generator=g, dtype=F64)).requires_grad_(True)
+    return q, k, v, beta, S0, alpha
+
+
+def _rec_delta_inputs(H=1, d=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: (0.7 * torch.randn(*s, generator=g, dtype=F64)).requires_grad_(True)   # noqa: E731
+    return [r(T, B, H, d), r(T, B, H, d), r(T, B, H, d), r(T, B, H),
+            r(H, d, d), r(H, d, d), r(H, d, d), r(H, d), r(B, H, d, d), r(B, H, d)]
+
+
+def _rec_delta_flat(fn, reset, detach=False):
+    def f(q, k, v, b, Rq, Rk, Rv, rb, S0, y0):
+        y, fin = fn(q, k, v, b, {"q": Rq, "k": Rk, "v": Rv, "b": rb}, {"S": S0, "y": y0}, reset,
+                    detach_each_step=detach)
+        return y, fin["S"], fin["y"]
+    return f
+
+
+def _delta_rnn_inputs(H=1, d=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=F64)   # noqa: E731
+    ins = [r(T, B, H, d), torch.softmax(r(T, B, H, d), -1), r(T, B, H, d), torch.sigmoid(r(T, B, H)),
+           r(B, H, d, d), r(B, H, d)]
+    return [t.requires_grad_(True) for t in ins]
+
+
+def _delta_rnn_flat(fn, reset, detach=False):
+    def f(z, k, v, b, R0, y0):
+        y, fin = fn(z, k, v, b, {"R": R0, "y": y0}, reset, detach_each_step=detach)
+        return y, fin["R"], fin["y"]
+    return f
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch"])
+@pytest.mark.parametrize("pattern", sorted(RESETS))
+def test_gradcheck_gated_delta_rule(pattern, impl):
+    reset = _reset(pattern)
+    fn = delta_rule_reference if impl == "reference" else delta_rule_torch
+    inputs = _gated_inputs(Dk=2, Dv=3, seed=7)
+    assert torch.autograd.gradcheck(lambda q, k, v, b, s, a: fn(q, k, v, b, s, reset, alpha=a),
+                                    inputs, eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch"])
+@pytest.mark.parametrize("pattern", sorted(RESETS))
+def test_gradcheck_rec_delta(pattern, impl):
+    fn = rec_delta_reference if impl == "reference" else rec_delta_torch
+    assert torch.autograd.gradcheck(_rec_delta_flat(fn, _reset(pattern)), _rec_delta_inputs(d=2, seed=8),
+                                    eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch"])
+@pytest.mark.parametrize("pattern", sorted(RESETS))
+def test_gradcheck_delta_rnn(pattern, impl):
+    fn = delta_rnn_reference if impl == "reference" else delta_rnn_torch
+    assert torch.autograd.gradcheck(_delta_rnn_flat(fn, _reset(pattern)), _delta_rnn_inputs(d=2, seed=9),
+                                    eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("pattern", ["none", "t0_and_last", "consecutive"])
+def test_recurrent_ops_detach_each_step_equals_per_step_loop(pattern):
+    """detach_each_step: one call equals T calls of one step with the state detached in between."""
+    reset = _reset(pattern)
+    for base, flat, inputs in ((rec_delta_reference, _rec_delta_flat, _rec_delta_inputs(seed=10)),
+                               (delta_rnn_reference, _delta_rnn_flat, _delta_rnn_inputs(seed=11))):
+        seq_inputs, state = inputs[:-2], inputs[-2:]                # the state is (matrix, y)
+        per_step = [t for t in seq_inputs if t.shape[:2] == (T, B)]
+        fixed = [t for t in seq_inputs if t.shape[:2] != (T, B)]
+        y, *fin = flat(base, reset, detach=True)(*inputs)
+        outs, st = [], state
+        for t in range(T):
+            step = [a[t:t + 1] for a in per_step]
+            y_t, *st = flat(base, reset[t:t + 1])(*step, *fixed, *st)
+            outs.append(y_t)
+            st = [s.detach() for s in st]
+        torch.testing.assert_close(y, torch.cat(outs), rtol=0, atol=1e-14)
+        for got, want in zip(_grads(y, inputs), _grads(torch.cat(outs), inputs)):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-14)

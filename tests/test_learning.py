@@ -50,3 +50,18 @@ PAPER = dict(lr=6e-4, eps=0.01, entropy_cost=0.01)
 def test_pixels_learn_with_each_encoder(env):
     ret = train_sync("ff", 10_000, env=env, last=100, **PAPER)
     assert ret > 0.9, (env, ret)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_recurrent_fast_weight_cores_and_gated_deltanet_beat_feed_forward():
+    """The Atari paper's RDN and Delta RNN and Gated DeltaNet learn the memory task
+    (measured on an idle 2-core CPU: 0.995-1.0 each at 16k steps in 3-7 s, 1.0 at 32k;
+    ff 0.47)."""
+    budget = 20_000
+    cores = ("rec_delta", "delta_rnn", "gated_deltanet")
+    results = {core: train_sync(core, budget) for core in ("ff",) + cores}
+    print(results)
+    assert abs(results["ff"] - CHANCE) < 0.12, results
+    for core in cores:
+        assert results[core] > results["ff"] + 0.25, results

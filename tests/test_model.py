@@ -299,7 +299,7 @@ def test_bad_inputs_raise():
 
 
 @pytest.mark.parametrize("changes,message", [
-    (dict(core="gruu"), r"--core 'gruu' is not a registered core; known cores: deltanet, .*srwm"),
+    (dict(core="gruu"), r"--core 'gruu' is not a registered core; known cores: delta_rnn, deltanet, .*srwm"),
     (dict(encoder="resnet"), r"--encoder 'resnet' is unknown; valid encoders: auto, impala, nature, mlp"),
     (dict(num_heads=4), r"--num-heads x --head-size must equal --hidden-size for core 'srwm': 4 x 16 = 64 != 128"),
     (dict(hidden_size=0), r"--hidden-size must be a positive integer, got 0"),

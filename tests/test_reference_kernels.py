@@ -301,3 +301,94 @@ def test_bad_reset_shape_and_backend_raise():
         delta_rule(q, k, v, beta, S0, torch.zeros(5, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="unknown backend 'cuda'"):
         delta_rule(q, k, v, beta, S0, torch.zeros(5, 2, dtype=torch.bool), backend="cuda")
+
+
+# ----------------------------------------------------------------------------- gated delta rule, RDN, Delta RNN
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_gated_delta_rule_hand_worked(backend):
+    q, k, v, beta, S0 = _hand_delta_inputs()
+    alpha = t64([[[0.5]], [[0.5]]])                                     # [T, B, H]
+    out, S = delta_rule(q, k, v, beta, S0, torch.zeros(2, 1, dtype=torch.bool), alpha=alpha, backend=backend)
+    # t=0: S' = 0.5 * 0; v_old = 0; S = k (0.5 [2, 3])^T = [[1, 1.5], [0, 0]]; out = [1, 1.5].
+    # t=1: S' = 0.5 S = [[.5, .75], [0, 0]]; v_old = S'^T [.5, .5] = [.25, .375];
+    #      delta = [1, 1] - v_old = [.75, .625]; S = S' + [.5, .5]^T delta = [[.875, 1.0625], [.375, .3125]];
+    #      out = S^T [0, 1] = [.375, .3125]  (reading v_old from the undecayed S would give [.25, .125]).
+    torch.testing.assert_close(out[:, 0, 0], t64([[1.0, 1.5], [0.375, 0.3125]]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(S[0, 0], t64([[0.875, 1.0625], [0.375, 0.3125]]), rtol=0, atol=1e-15)
+    # A reset before t=1: the decay acts on an empty memory, as in the ungated case.
+    out_r, S_r = delta_rule(q, k, v, beta, S0, torch.tensor([[False], [True]]), alpha=alpha, backend=backend)
+    torch.testing.assert_close(out_r[:, 0, 0], t64([[1.0, 1.5], [0.5, 0.5]]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(S_r[0, 0], t64([[0.5, 0.5], [0.5, 0.5]]), rtol=0, atol=1e-15)
+    # alpha = 1 is DeltaNet.
+    q, k, v, beta, S0 = _random_delta_inputs()
+    reset = torch.tensor(RESETS)
+    want = delta_rule(q, k, v, beta, S0, reset, backend=backend)
+    got = delta_rule(q, k, v, beta, S0, reset, alpha=torch.ones(5, 2, 2, dtype=F64), backend=backend)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
+
+
+def _hand_rec_delta_inputs():
+    # B = H = d... d = 2, T = 1; q~ = 0, k~ = [0, ln3], v~ = [1, 2], b~ = 0.
+    q = torch.zeros(1, 1, 1, 2, dtype=F64)
+    k = t64([[[[0.0, LN3]]]])
+    v = t64([[[[1.0, 2.0]]]])
+    beta = torch.zeros(1, 1, 1, dtype=F64)
+    R = {"q": t64([[[2 * LN3, 0.0], [0.0, 0.0]]]), "k": torch.zeros(1, 2, 2, dtype=F64),
+         "v": t64([[[2.0, 0.0], [0.0, 0.0]]]), "b": torch.zeros(1, 2, dtype=F64)}
+    state = {"S": torch.zeros(1, 1, 2, 2, dtype=F64), "y": t64([[[math.atanh(0.5), 0.0]]])}
+    return q, k, v, beta, R, state
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_rec_delta_hand_worked(backend):
+    from agents.kernels import rec_delta
+    q, k, v, beta, R, state = _hand_rec_delta_inputs()
+    y, fin = rec_delta(q, k, v, beta, R, state, torch.zeros(1, 1, dtype=torch.bool), backend=backend)
+    # f = tanh(y_prev) = [.5, 0]:  q = softmax([0, 0] + f R_q) = softmax([ln3, 0]) = [3/4, 1/4];
+    # k = softmax([0, ln3]) = [1/4, 3/4];  v = [1, 2] + f R_v = [2, 2];  beta = sigmoid(0) = 1/2.
+    # S = k (1/2 [2, 2])^T = [[1/4, 1/4], [3/4, 3/4]];  y = S^T q = [3/8, 3/8].
+    torch.testing.assert_close(y[0, 0, 0], t64([0.375, 0.375]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(fin["S"][0, 0], t64([[0.25, 0.25], [0.75, 0.75]]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(fin["y"], y[-1], rtol=0, atol=0)
+    # A reset: y_prev = 0, so f = 0 and q = [1/2, 1/2], v = [1, 2]:
+    # S = [1/4, 3/4]^T (1/2 [1, 2]) = [[1/8, 1/4], [3/8, 3/4]];  y = S^T q = [1/4, 1/2].
+    y_r, fin_r = rec_delta(q, k, v, beta, R, state, torch.ones(1, 1, dtype=torch.bool), backend=backend)
+    torch.testing.assert_close(y_r[0, 0, 0], t64([0.25, 0.5]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(fin_r["S"][0, 0], t64([[0.125, 0.25], [0.375, 0.75]]), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_delta_rnn_hand_worked(backend):
+    from agents.kernels import delta_rnn
+    z = t64([[[[0.25, LN3 - 0.5]]], [[[0.0, 0.0]]]])                  # [T=2, B, H, d=2]
+    k = t64([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])
+    v = t64([[[[2.0, 4.0]]], [[[1.0, 1.0]]]])
+    beta = t64([[[0.5]], [[1.0]]])
+    state = {"R": torch.zeros(1, 1, 2, 2, dtype=F64), "y": t64([[[LN3, 0.0]]])}
+    y, fin = delta_rnn(z, k, v, beta, state, torch.zeros(2, 1, dtype=torch.bool), backend=backend)
+    # t=0: s = softmax([ln3, 0]) = [3/4, 1/4];  R = [1, 0]^T (1/2 [2, 4]) = [[1, 2], [0, 0]];
+    #      y = z + R^T s = [.25, ln3 - .5] + [3/4, 3/2] = [1, 1 + ln3]   (read after the write).
+    # t=1: s = softmax([1, 1 + ln3]) = [1/4, 3/4];  v_old = R^T [0, 1] = 0;  R = [[1, 2], [1, 1]];
+    #      y = 0 + R^T s = [1, 5/4].
+    torch.testing.assert_close(y[:, 0, 0], t64([[1.0, 1.0 + LN3], [1.0, 1.25]]), rtol=0, atol=1e-14)
+    torch.testing.assert_close(fin["R"][0, 0], t64([[1.0, 2.0], [1.0, 1.0]]), rtol=0, atol=1e-15)
+    # A reset before t=1: R = 0 and y = 0, so s = [1/2, 1/2]; R = [[0, 0], [1, 1]]; y = [1/2, 1/2].
+    y_r, fin_r = delta_rnn(z, k, v, beta, state, torch.tensor([[False], [True]]), backend=backend)
+    torch.testing.assert_close(y_r[1, 0, 0], t64([0.5, 0.5]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(fin_r["R"][0, 0], t64([[0.0, 0.0], [1.0, 1.0]]), rtol=0, atol=1e-15)
+    torch.testing.assert_close(fin_r["y"][0, 0], t64([0.5, 0.5]), rtol=0, atol=1e-15)
+
+
+def test_recurrent_ops_refuse_bad_shapes():
+    from agents.kernels import delta_rnn, rec_delta
+    q, k, v, beta, R, state = _hand_rec_delta_inputs()
+    reset = torch.zeros(1, 1, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"R\['b'\] must be \[1, 2\], got \[1, 3\]"):
+        rec_delta(q, k, v, beta, dict(R, b=torch.zeros(1, 3, dtype=F64)), state, reset)
+    rnn_state = {"R": torch.zeros(1, 1, 2, 2, dtype=F64), "y": torch.zeros(1, 1, 3, dtype=F64)}
+    with pytest.raises(ValueError, match=r"state\['y'\] must be \[1, 1, 2\], got \[1, 1, 3\]"):
+        delta_rnn(q, k, v, beta.squeeze(-1).unsqueeze(-1), rnn_state, reset)
+    with pytest.raises(ValueError, match=r"alpha must be \[T, B, H\] = \[1, 1, 1\], got \[1, 1\]"):
+        delta_rule(q, k, v, torch.rand(1, 1, 1, dtype=F64), state["S"], reset, alpha=torch.rand(1, 1))

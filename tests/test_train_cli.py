@@ -183,3 +183,22 @@ def test_help_lists_every_component():
     for flag in ("--core", "--env", "--num-actors", "--batch-size", "--unroll-length", "--learning-rate",
                  "--entropy-cost", "--num-heads", "--detach-each-step", "--resume", "--backend"):
         assert flag in p.stdout, flag
+
+
+@pytest.mark.parametrize("core", ["lstm", "linear_transformer", "deltanet", "rec_delta", "delta_rnn", "srwm"])
+def test_atari_script_uses_the_recurrent_fwp_papers_sizes(core, tmp_path):
+    """launch/atari.sh GAME CORE: the five cores of the Atari paper get its model sizes (2 layers,
+    4 heads of 32, d_ff 512, LSTM 256); other cores keep the shared 8 heads of 16."""
+    from launch.config import parse_config
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nshift 2\nprintf "%s\\n" "$@"\n')       # drop "-m launch.train"
+    fake.chmod(0o755)
+    out = subprocess.run([str(Path(__file__).resolve().parents[1] / "launch" / "atari.sh"), "Pong", core],
+                         env=dict(os.environ, PYTHON=str(fake)), capture_output=True, text=True, check=True)
+    cfg = parse_config(out.stdout.splitlines())
+    assert cfg.model.core == core and cfg.env.env == "atari:Pong"
+    assert (cfg.learner.learning_rate, cfg.actor.batch_size, cfg.actor.unroll_length) == (6e-4, 32, 50)
+    want = (4, 32) if core != "srwm" else (8, 16)
+    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.model.d_ff) == (2, 128, 512)
+    assert (cfg.model.num_heads, cfg.model.head_size) == want
+    assert cfg.model.lstm_hidden_size == 256

@@ -8,8 +8,8 @@ interpreted function, and ``agents.kernels`` only lets ``backend="triton"`` run 
 tensors while the variable is set. Pytest imports every test module into one process,
 and other modules import ``agents.kernels`` (and triton) first, so setting the
 variable at the top of this module would be both too late and a process-wide change
-of behaviour for the other modules. Instead, a module-scoped fixture starts two child
-processes (one per op, so both CPU cores work) with ``TRITON_INTERPRET=1`` in their
+of behaviour for the other modules. Instead, a module-scoped fixture starts one child
+process per op (so both CPU cores work) with ``TRITON_INTERPRET=1`` in their
 environment: ``python -m tests.test_triton_kernels --worker delta|srwm --out FILE``.
 Each child runs every case below through the public API (``backend="triton"``) and
 through the reference, and writes the relative errors as JSON; the parametrised tests
@@ -17,12 +17,13 @@ here assert on them, one pytest test per case. The same case functions run in-pr
 on CUDA tensors (compiled kernels, no interpreter) when a GPU is present.
 
 Cases: T in {1, 7, 63}; resets none, all, at t = 0, consecutive, at the last step, on
-and around the backward's chunk boundaries (SRWM checkpoints every 16 steps, so T = 63
-crosses three boundaries), different patterns in different batch rows; both
+and around the backward's chunk boundaries (SRWM and the gated delta rule checkpoint
+every 16 steps, so T = 63 crosses three boundaries), different patterns in different batch rows; both
 ``detach_each_step`` modes; head sizes 16, 32, 64 and non-powers of two (padded lanes);
 Dk != Dv; an SR-Delta-shaped SRWM (Dy = 3D + 1); several value blocks (partial sums);
 non-contiguous inputs; the no-autograd single-step (T = 1) acting path; fp16 inputs;
-float64 (1e-10 agreement) and ``torch.autograd.gradcheck`` of the kernels themselves.
+float64 (1e-10 agreement) and ``torch.autograd.gradcheck`` of the kernels themselves;
+the same for the gated delta rule (``alpha``), whose backward recomputes chunks.
 Tolerance: relative error (max |kernel - reference| / max |reference|) <= 1e-4 in fp32.
 """
 
@@ -43,7 +44,8 @@ import pytest
 import torch
 
 from agents.kernels import SRWM_KEYS, delta_rule, srwm
-from agents.kernels.reference import delta_rule_reference, srwm_reference
+from agents.kernels.reference import (delta_rnn_reference, delta_rule_reference, rec_delta_reference,
+                                      srwm_reference)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOL = {"float32": 1e-4, "float64": 1e-10, "float16": 1e-2, "bfloat16": 5e-2}
@@ -56,13 +58,13 @@ WORKER_TIMEOUT_S = 800      # under pytest.ini's per-test timeout of 900 s
 def _case(op: str, T: int, resets: List[str], **kw) -> dict:
     """One comparison. ``resets`` names the reset pattern of each batch row (B = len)."""
     c = dict(op=op, T=T, resets=resets, H=2, D=8, Dv=None, Dy=None, detach=False, dtype="float32",
-             noncontig=False, no_grad=False, block_v=None, chunk=None, gradcheck=False, seed=0)
+             noncontig=False, no_grad=False, block_v=None, chunk=None, gradcheck=False, seed=0, gated=False)
     c.update(kw)
     parts = [op, f"T{T}", "+".join(resets), f"H{c['H']}", f"D{c['D']}"]
     for key in ("Dv", "Dy", "block_v", "chunk"):
         if c[key] is not None:
             parts.append(f"{key}{c[key]}")
-    for flag in ("detach", "noncontig", "no_grad", "gradcheck"):
+    for flag in ("gated", "detach", "noncontig", "no_grad", "gradcheck"):
         if c[flag]:
             parts.append(flag)
     if c["dtype"] != "float32":
@@ -72,6 +74,39 @@ def _case(op: str, T: int, resets: List[str], **kw) -> dict:
 
 
 def _cases(op: str) -> List[dict]:
+    if op == "rec_delta":
+        small = dict(H=2, D=4)
+        return [
+            _case(op, 1, ["none", "all"], **small),
+            _case(op, 7, ["t0", "last"], **small),
+            _case(op, 7, ["consecutive", "random"], detach=True, **small),
+            _case(op, 7, ["boundaries", "consecutive"], H=1, D=4, chunk=3),      # resets on chunk edges
+            _case(op, 63, ["random", "boundaries"], H=1, D=4),
+            _case(op, 5, ["random", "t0"], H=1, D=32),
+            _case(op, 7, ["consecutive", "random"], H=2, D=5),                   # padded lanes
+            _case(op, 7, ["random", "t0"], no_grad=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float64", **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, chunk=2, dtype="float64", gradcheck=True),
+        ]
+    if op == "delta_rnn":
+        small = dict(H=2, D=4)
+        return [
+            _case(op, 1, ["none", "all"], **small),
+            _case(op, 1, ["none", "all"], detach=True, **small),
+            _case(op, 7, ["t0", "last"], **small),
+            _case(op, 7, ["consecutive", "random"], **small),
+            _case(op, 7, ["consecutive", "random"], detach=True, **small),
+            _case(op, 7, ["boundaries", "consecutive"], H=1, D=4, chunk=3),      # resets on chunk edges
+            _case(op, 63, ["random", "boundaries"], H=1, D=4),
+            _case(op, 7, ["random", "t0"], H=1, D=32),
+            _case(op, 7, ["consecutive", "random"], H=2, D=5),                   # padded lanes
+            _case(op, 7, ["random", "t0"], no_grad=True, **small),
+            _case(op, 7, ["random", "consecutive"], noncontig=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float64", **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, chunk=2, dtype="float64", gradcheck=True),
+        ]
     small = dict(H=2, D=8) if op == "delta" else dict(H=2, D=4)
     cases = [
         # T = 1: the acting step; with and without a reset, both modes
@@ -107,6 +142,17 @@ def _cases(op: str) -> List[dict]:
             _case(op, 7, ["consecutive", "random"], H=2, D=5, Dv=6),             # padded lanes, Dk != Dv
             _case(op, 7, ["random", "last"], H=1, D=8, Dv=7, block_v=2),         # four value blocks
             _case(op, 3, ["t0", "consecutive"], H=1, D=2, Dv=3, dtype="float64", gradcheck=True),
+            # the gated delta rule (per-step decay alpha; chunked recomputation in the backward)
+            _case(op, 1, ["none", "all"], gated=True, **small),
+            _case(op, 7, ["t0", "last"], gated=True, **small),
+            _case(op, 7, ["consecutive", "random"], gated=True, detach=True, **small),
+            _case(op, 7, ["boundaries", "consecutive"], H=1, D=4, chunk=3, gated=True),   # resets on chunk edges
+            _case(op, 63, ["random", "boundaries"], H=1, D=4, gated=True),
+            _case(op, 7, ["random", "last"], H=1, D=5, Dv=7, block_v=2, gated=True),      # padded, 4 value blocks
+            _case(op, 7, ["random", "t0"], no_grad=True, gated=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", gated=True, **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, Dv=3, chunk=2, dtype="float64", gradcheck=True,
+                  gated=True),
         ]
     else:
         cases += [
@@ -121,6 +167,8 @@ def _cases(op: str) -> List[dict]:
 
 DELTA_CASES = _cases("delta")
 SRWM_CASES = _cases("srwm")
+DELTA_RNN_CASES = _cases("delta_rnn")
+REC_DELTA_CASES = _cases("rec_delta")
 
 
 def reset_mask(patterns: List[str], T: int, chunk: int, seed: int) -> torch.Tensor:
@@ -224,29 +272,35 @@ def run_delta_case(case: dict, device: str) -> Dict[str, list]:
         "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),           # [T, B, H]
         "state": 0.5 * torch.randn(B, H, Dk, Dv, generator=gen),              # [B, H, Dk, Dv]
     }
-    reset = reset_mask(case["resets"], T, 16, case["seed"]).to(device)        # [T, B]
+    if case["gated"]:
+        raw["alpha"] = torch.sigmoid(2 * torch.randn(T, B, H, generator=gen))  # [T, B, H], in (0, 1)
+    chunk = case["chunk"] or 16
+    reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)     # [T, B]
     inputs = _prepare(raw, case, device)
     detach = case["detach"]
 
     def kernel(a):
-        if case["block_v"] is not None:            # not exposed by the public API
+        if case["block_v"] is not None or case["chunk"] is not None:   # not exposed by the public API
             out, fin = delta_rule_triton(a["q"], a["k"], a["v"], a["beta"], a["state"], reset,
-                                         detach_each_step=detach, block_v=case["block_v"])
+                                         detach_each_step=detach, block_v=case["block_v"],
+                                         alpha=a.get("alpha"), chunk=chunk)
         else:
             out, fin = delta_rule(a["q"], a["k"], a["v"], a["beta"], a["state"], reset,
-                                  detach_each_step=detach, backend="triton")
+                                  detach_each_step=detach, backend="triton", alpha=a.get("alpha"))
         return out, {"S": fin}
 
     def reference(a):
         out, fin = delta_rule_reference(a["q"], a["k"], a["v"], a["beta"], a["state"], reset,
-                                        detach_each_step=detach)
+                                        detach_each_step=detach, alpha=a.get("alpha"))
         return out, {"S": fin}
 
     res = _compare(case, kernel, reference, inputs)
     if case["gradcheck"]:
         names = list(inputs)
         ok = torch.autograd.gradcheck(
-            lambda *xs: delta_rule_triton(*xs, reset, detach_each_step=detach),
+            lambda q, k, v, beta, state, *alpha: delta_rule_triton(
+                q, k, v, beta, state, reset, detach_each_step=detach, alpha=alpha[0] if alpha else None,
+                chunk=chunk),
             [inputs[n] for n in names], eps=1e-6, atol=1e-8, fast_mode=True)
         res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
     return res
@@ -294,8 +348,95 @@ def run_srwm_case(case: dict, device: str) -> Dict[str, list]:
     return res
 
 
-RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case}
-CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES}
+def run_delta_rnn_case(case: dict, device: str) -> Dict[str, list]:
+    from agents.kernels import delta_rnn
+    from agents.kernels.triton_delta_rnn import delta_rnn_triton
+    T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
+    gen = torch.Generator().manual_seed(case["seed"])
+    raw = {
+        "z": torch.randn(T, B, H, D, generator=gen),                          # [T, B, H, d]
+        "k": torch.softmax(torch.randn(T, B, H, D, generator=gen), -1),       # [T, B, H, d]
+        "v": torch.randn(T, B, H, D, generator=gen),                          # [T, B, H, d]
+        "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),           # [T, B, H]
+        "R": 0.5 * torch.randn(B, H, D, D, generator=gen),                    # [B, H, d, d]
+        "y": torch.randn(B, H, D, generator=gen),                             # [B, H, d]
+    }
+    chunk = case["chunk"] or 16
+    reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)
+    inputs = _prepare(raw, case, device)
+    detach = case["detach"]
+
+    def kernel(a):
+        st = {"R": a["R"], "y": a["y"]}
+        if case["chunk"] is not None:              # not exposed by the public API
+            return delta_rnn_triton(a["z"], a["k"], a["v"], a["beta"], st, reset, detach_each_step=detach,
+                                    chunk=chunk)
+        return delta_rnn(a["z"], a["k"], a["v"], a["beta"], st, reset, detach_each_step=detach, backend="triton")
+
+    def reference(a):
+        return delta_rnn_reference(a["z"], a["k"], a["v"], a["beta"], {"R": a["R"], "y": a["y"]}, reset,
+                                   detach_each_step=detach)
+
+    res = _compare(case, kernel, reference, inputs)
+    if case["gradcheck"]:
+        names = list(inputs)
+
+        def f(z, k, v, beta, R, y):
+            out, fin = delta_rnn_triton(z, k, v, beta, {"R": R, "y": y}, reset, detach_each_step=detach,
+                                        chunk=chunk)
+            return out, fin["R"], fin["y"]
+
+        ok = torch.autograd.gradcheck(f, [inputs[n] for n in names], eps=1e-6, atol=1e-8, fast_mode=True)
+        res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
+    return res
+
+
+REC_DELTA_NAMES = ("q", "k", "v", "beta", "R_q", "R_k", "R_v", "r_b", "S", "y")
+
+
+def run_rec_delta_case(case: dict, device: str) -> Dict[str, list]:
+    from agents.kernels import rec_delta
+    from agents.kernels.triton_rec_delta import rec_delta_triton
+    T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
+    gen = torch.Generator().manual_seed(case["seed"])
+    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
+    raw = dict(zip(REC_DELTA_NAMES, [r(T, B, H, D), r(T, B, H, D), r(T, B, H, D), r(T, B, H),   # pre-activations
+                                     r(H, D, D) / D ** 0.5, r(H, D, D) / D ** 0.5, r(H, D, D) / D ** 0.5,
+                                     r(H, D) / D ** 0.5, 0.5 * r(B, H, D, D), r(B, H, D)]))
+    chunk = case["chunk"] or 16
+    reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)
+    inputs = _prepare(raw, case, device)
+    detach = case["detach"]
+
+    def split(a):
+        return (a["q"], a["k"], a["v"], a["beta"], {"q": a["R_q"], "k": a["R_k"], "v": a["R_v"], "b": a["r_b"]},
+                {"S": a["S"], "y": a["y"]})
+
+    def kernel(a):
+        if case["chunk"] is not None:              # not exposed by the public API
+            return rec_delta_triton(*split(a), reset, detach_each_step=detach, chunk=chunk)
+        return rec_delta(*split(a), reset, detach_each_step=detach, backend="triton")
+
+    def reference(a):
+        return rec_delta_reference(*split(a), reset, detach_each_step=detach)
+
+    res = _compare(case, kernel, reference, inputs)
+    if case["gradcheck"]:
+        def f(*xs):
+            out, fin = rec_delta_triton(*split(dict(zip(REC_DELTA_NAMES, xs))), reset, detach_each_step=detach,
+                                        chunk=chunk)
+            return out, fin["S"], fin["y"]
+
+        ok = torch.autograd.gradcheck(f, [inputs[n] for n in REC_DELTA_NAMES], eps=1e-6, atol=1e-8,
+                                      fast_mode=True)
+        res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
+    return res
+
+
+RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case, "delta_rnn": run_delta_rnn_case,
+           "rec_delta": run_rec_delta_case}
+CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES, "delta_rnn": DELTA_RNN_CASES, "rec_delta": REC_DELTA_CASES}
+FIRST_INPUT = {"delta": "grad_q", "srwm": "grad_x", "delta_rnn": "grad_z", "rec_delta": "grad_q"}
 
 
 def check_result(case: dict, res: Dict[str, list]) -> None:
@@ -307,7 +448,7 @@ def check_result(case: dict, res: Dict[str, list]) -> None:
     assert not bad, f"{case['id']}: relative errors above {tol}: {bad}"
     assert res["out"][1] > 0, f"{case['id']}: reference output is all zero (vacuous comparison)"
     if not case["no_grad"]:
-        first_input = "grad_q" if case["op"] == "delta" else "grad_x"
+        first_input = FIRST_INPUT[case["op"]]
         assert res[first_input][1] > 0, f"{case['id']}: reference {first_input} is all zero"
         # detach_each_step cuts the final state off the graph, as the reference does
         assert res["final_requires_grad"][0] == (0.0 if case["detach"] else 1.0)
@@ -329,7 +470,7 @@ def _triton_importable() -> bool:
 
 @pytest.fixture(scope="module")
 def interpreter_results():
-    """Run every case in two TRITON_INTERPRET=1 child processes (one per op), in parallel."""
+    """Run every case in TRITON_INTERPRET=1 child processes (one per op), in parallel."""
     if not _triton_importable():
         pytest.skip("triton is not installed")
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -367,11 +508,30 @@ def test_srwm_kernel_matches_reference(case, interpreter_results):
     check_result(case, interpreter_results["srwm"][case["id"]])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", REC_DELTA_CASES, ids=[c["id"] for c in REC_DELTA_CASES])
+def test_rec_delta_kernel_matches_reference(case, interpreter_results):
+    check_result(case, interpreter_results["rec_delta"][case["id"]])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DELTA_RNN_CASES, ids=[c["id"] for c in DELTA_RNN_CASES])
+def test_delta_rnn_kernel_matches_reference(case, interpreter_results):
+    check_result(case, interpreter_results["delta_rnn"][case["id"]])
+
+
 # ----------------------------------------------------------------------------- compiled run (GPU)
 
-GPU_CASES = DELTA_CASES + SRWM_CASES + [
+GPU_CASES = DELTA_CASES + SRWM_CASES + DELTA_RNN_CASES + REC_DELTA_CASES + [
+    _case("rec_delta", 80, ["random"] * 4, H=4, D=32),
+    _case("rec_delta", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="bfloat16"),
+    _case("delta_rnn", 80, ["random"] * 4, H=4, D=32),
+    _case("delta_rnn", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="bfloat16"),
     _case("delta", 80, ["random"] * 4, H=8, D=64),
     _case("delta", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="float16"),
+    _case("delta", 80, ["random"] * 4, H=8, D=64, gated=True),
+    _case("delta", 50, ["random", "none", "all", "boundaries"], H=4, D=32, gated=True),
+    _case("delta", 50, ["random", "consecutive"], H=4, D=32, gated=True, dtype="bfloat16"),
     _case("srwm", 80, ["random"] * 4, H=8, D=32),
     _case("srwm", 50, ["random", "none", "all", "boundaries"], H=8, D=16, Dy=49),
     _case("srwm", 80, ["random", "boundaries"], H=2, D=64, detach=True),
@@ -415,6 +575,10 @@ def test_kernel_entry_points_reject_bad_input():
         srwm_triton(q, W, dW, reset, chunk=0)
     with pytest.raises(ValueError, match="block_v must be a power of two, got 3"):
         delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, block_v=3)
+    with pytest.raises(ValueError, match=r"alpha must be \[T, B, H\] = \[4, 2, 1\], got \[4, 2\]"):
+        delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2))
+    with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
+        delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2, 1), chunk=0)
 
 
 # ----------------------------------------------------------------------------- worker entry point

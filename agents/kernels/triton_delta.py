@@ -51,10 +51,11 @@ _ADD = tl.standard._sum_combine
 
 @triton.jit
 def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
-                      out_ptr, sT_ptr, res_ptr,
-                      T, B, H,
+                      out_ptr, sT_ptr, res_ptr, alpha_ptr, ckpt_ptr,
+                      T, B, H, C,
                       DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
-                      STORE_RES: tl.constexpr, ACC: tl.constexpr):
+                      STORE_RES: tl.constexpr, HAS_ALPHA: tl.constexpr, STORE_CKPT: tl.constexpr,
+                      ACC: tl.constexpr):
     """Forward over the unroll for one (value block, batch row, head).
 
     Pointers advance by one time step per iteration (additions only: cheaper than
@@ -79,9 +80,18 @@ def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
     p_o = out_ptr + i_bh * DV + rv
     p_r = res_ptr + i_bh * DV + rv
     p_beta = beta_ptr + i_bh
+    p_alpha = alpha_ptr + i_bh
     p_reset = reset_ptr + i_b
-    for _ in range(T):
+    p_ckpt = ckpt_ptr + o_s
+    for t in range(T):
+        if STORE_CKPT:                                          # carried S at t = 0, C, 2C, ...
+            if t % C == 0:
+                tl.store(p_ckpt, S, mask=m_s)
+                p_ckpt += B * H * DK * DV
         S = tl.where(tl.load(p_reset) != 0, 0.0, S)
+        if HAS_ALPHA:
+            S = S * tl.load(p_alpha).to(ACC)                    # gated: decay before read and write
+            p_alpha += B * H
         k_t = tl.load(p_k, mask=mk, other=0.0).to(ACC)          # [DKP]
         q_t = tl.load(p_q, mask=mk, other=0.0).to(ACC)          # [DKP]
         v_t = tl.load(p_v, mask=mv, other=0.0).to(ACC)          # [BV]
@@ -209,6 +219,92 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
         p_reset += B
 
 
+@triton.jit
+def _gated_delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, alpha_ptr, reset_ptr, res_ptr, do_ptr, dsT_ptr, ckpt_ptr,
+                            dq_ptr, dk_ptr, dv_ptr, dbeta_ptr, dalpha_ptr, ds0_ptr, scratch_ptr,
+                            T, B, H, C, NC,
+                            DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
+                            DETACH: tl.constexpr, ACC: tl.constexpr):
+    """Backward of the gated delta rule for one (value block, batch row, head).
+
+    dalpha_t = <S_in_t, dL/dS'_t> needs the state and its gradient at the same step, so
+    this kernel walks the chunks of C steps in reverse: it reloads the chunk's checkpoint
+    (the carried state written by the forward at t = 0, C, 2C, ...), recomputes the
+    chunk's states S_in_t (after the reset, before the decay) into a per-program scratch
+    [C, DKP, BV], then back-propagates through the chunk's steps in reverse order.
+    dq_ptr, dk_ptr: [NV, T, B, H, DK]; dbeta_ptr, dalpha_ptr: [NV, T, B, H] (partial sums
+    over value blocks); dv_ptr: [T, B, H, DV]; ds0_ptr: [B, H, DK, DV].
+    """
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1).to(tl.int64)
+    i_b = i_bh // H
+    NV = tl.num_programs(0)
+    rk = tl.arange(0, DKP)
+    rv = i_v * BV + tl.arange(0, BV)
+    mk = rk < DK
+    mv = rv < DV
+    m_s = mk[:, None] & mv[None, :]
+    o_s = i_bh * DK * DV + rk[:, None] * DV + rv[None, :]
+    o_tile = rk[:, None] * BV + tl.arange(0, BV)[None, :]                 # [DKP, BV] in the scratch
+    p_scr = scratch_ptr + (i_v * B * H + i_bh) * C * DKP * BV
+    stride_k = B * H * DK
+    stride_v = B * H * DV
+    o_k = i_bh * DK + rk
+    o_v = i_bh * DV + rv
+    o_pk = i_v * T * stride_k + o_k
+    o_pb = i_v * T * B * H + i_bh
+    if DETACH:
+        dS = tl.zeros([DKP, BV], dtype=ACC)
+    else:
+        dS = tl.load(dsT_ptr + o_s, mask=m_s, other=0.0).to(ACC)
+    for ci in range(NC):
+        c = NC - 1 - ci
+        t0 = c * C
+        L = tl.minimum(C, T - t0)
+        # Recompute the chunk forward from its checkpoint; keep S_in_t in the scratch.
+        S = tl.load(ckpt_ptr + c * B * H * DK * DV + o_s, mask=m_s, other=0.0).to(ACC)
+        for j in range(L):
+            t = t0 + j
+            S = tl.where(tl.load(reset_ptr + t * B + i_b) != 0, 0.0, S)
+            tl.store(p_scr + j * DKP * BV + o_tile, S)
+            a_t = tl.load(alpha_ptr + t * B * H + i_bh).to(ACC)
+            beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
+            k_t = tl.load(k_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
+            r_t = tl.load(res_ptr + t * stride_v + o_v, mask=mv, other=0.0)
+            S = S * a_t + k_t[:, None] * (beta_t * r_t)[None, :]
+        tl.debug_barrier()
+        # Back-propagate through the chunk's steps in reverse.
+        for jj in range(L):
+            j = L - 1 - jj
+            t = t0 + j
+            S_in = tl.load(p_scr + j * DKP * BV + o_tile)
+            a_t = tl.load(alpha_ptr + t * B * H + i_bh).to(ACC)
+            beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
+            q_t = tl.load(q_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
+            k_t = tl.load(k_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
+            r_t = tl.load(res_ptr + t * stride_v + o_v, mask=mv, other=0.0)
+            do_t = tl.load(do_ptr + t * stride_v + o_v, mask=mv, other=0.0).to(ACC)
+            u_t = beta_t * r_t                                                # [BV]
+            Sp = S_in * a_t                                                   # S' = alpha S_in
+            S_t = Sp + k_t[:, None] * u_t[None, :]
+            tl.store(dq_ptr + o_pk + t * stride_k, tl.reduce(S_t * do_t[None, :], 1, _ADD), mask=mk)
+            if DETACH:
+                dS = tl.zeros([DKP, BV], dtype=ACC)
+            dS += q_t[:, None] * do_t[None, :]                                # o_t = S_t^T q_t
+            du = tl.reduce(dS * k_t[:, None], 0, _ADD)                        # [BV]
+            tl.store(dv_ptr + t * stride_v + o_v, (beta_t * du).to(dv_ptr.dtype.element_ty), mask=mv)
+            tl.store(dbeta_ptr + o_pb + t * B * H, tl.reduce(du * r_t, 0, _ADD))
+            dvold = -beta_t * du
+            dk_t = tl.reduce(dS * u_t[None, :], 1, _ADD) + tl.reduce(Sp * dvold[None, :], 1, _ADD)
+            tl.store(dk_ptr + o_pk + t * stride_k, dk_t, mask=mk)
+            dS += k_t[:, None] * dvold[None, :]                               # dL/dS'_t
+            tl.store(dalpha_ptr + o_pb + t * B * H, tl.reduce(tl.reduce(S_in * dS, 1, _ADD), 0, _ADD))
+            dS = dS * a_t
+            dS = tl.where(tl.load(reset_ptr + t * B + i_b) != 0, 0.0, dS)
+        tl.debug_barrier()
+    tl.store(ds0_ptr + o_s, dS, mask=m_s)
+
+
 # ----------------------------------------------------------------------------- launchers
 
 
@@ -233,8 +329,10 @@ def _acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
 _TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
-def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: Optional[int] = None):
-    """Launch the forward kernel on contiguous inputs. Returns (out, final_state, res)."""
+def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: Optional[int] = None,
+                   alpha: Optional[torch.Tensor] = None, chunk: int = 16):
+    """Launch the forward kernel on contiguous inputs. Returns (out, final_state, res, ckpt);
+    ``ckpt`` (the gated backward's checkpoints) only with alpha and store_res."""
     T, B, H, DK = q.shape
     DV = v.shape[-1]
     DKP = triton.next_power_of_2(DK)
@@ -242,14 +340,18 @@ def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: 
     NV = triton.cdiv(DV, BV)
     out = torch.empty(T, B, H, DV, device=q.device, dtype=q.dtype)        # [T, B, H, Dv]
     final = torch.empty_like(state)                                       # [B, H, Dk, Dv]
-    acc = _acc_dtype(q, k, v, beta, state)
+    acc = _acc_dtype(q, k, v, beta, state, *(() if alpha is None else (alpha,)))
     res = (torch.empty(T, B, H, DV, device=q.device, dtype=acc)            # [T, B, H, Dv]
            if store_res else out)                                         # (dummy pointer when unused)
+    store_ckpt = store_res and alpha is not None
+    ckpt = (torch.empty(triton.cdiv(T, chunk), B, H, DK, DV, device=q.device, dtype=acc)
+            if store_ckpt else out)                                       # [NC, B, H, Dk, Dv]
     _delta_fwd_kernel[(NV, B * H)](
-        q, k, v, beta, state, reset_u8, out, final, res, T, B, H,
-        DK=DK, DV=DV, DKP=DKP, BV=BV, STORE_RES=store_res, ACC=_TL_DTYPE[acc],
-        num_warps=_num_warps(DKP, BV))
-    return out, final, (res if store_res else None)
+        q, k, v, beta, state, reset_u8, out, final, res, alpha if alpha is not None else beta, ckpt,
+        T, B, H, chunk,
+        DK=DK, DV=DV, DKP=DKP, BV=BV, STORE_RES=store_res, HAS_ALPHA=alpha is not None,
+        STORE_CKPT=store_ckpt, ACC=_TL_DTYPE[acc], num_warps=_num_warps(DKP, BV))
+    return out, final, (res if store_res else None), (ckpt if store_ckpt else None)
 
 
 def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach: bool,
@@ -275,32 +377,75 @@ def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach:
     return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), ds0
 
 
+def _gated_delta_backward(q, k, beta, alpha, reset_u8, res, ckpt, d_out, d_final, *, detach: bool,
+                          chunk: int, block_v: Optional[int] = None):
+    """Launch the gated backward kernel. Returns (dq, dk, dv, dbeta, dstate, dalpha)."""
+    T, B, H, DK = q.shape
+    DV = res.shape[-1]
+    DKP = triton.next_power_of_2(DK)
+    BV = _block_v(DV, block_v, backward=True)
+    NV = triton.cdiv(DV, BV)
+    C = min(chunk, T)                                                      # the forward's interval
+    NC = triton.cdiv(T, C)
+    dev = q.device
+    acc = res.dtype
+    dq = torch.empty(NV, T, B, H, DK, device=dev, dtype=acc)
+    dk = torch.empty(NV, T, B, H, DK, device=dev, dtype=acc)
+    dbeta = torch.empty(NV, T, B, H, device=dev, dtype=acc)
+    dalpha = torch.empty(NV, T, B, H, device=dev, dtype=acc)
+    dv = torch.empty(T, B, H, DV, device=dev, dtype=acc)
+    ds0 = torch.empty(B, H, DK, DV, device=dev, dtype=acc)
+    scratch = torch.empty(NV, B * H, C, DKP, BV, device=dev, dtype=acc)   # S_in of one chunk
+    _gated_delta_bwd_kernel[(NV, B * H)](
+        q, k, beta, alpha, reset_u8, res, d_out, d_final, ckpt,
+        dq, dk, dv, dbeta, dalpha, ds0, scratch, T, B, H, C, NC,
+        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=_TL_DTYPE[acc], num_warps=_num_warps(DKP, BV))
+    return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), ds0, dalpha.sum(0)
+
+
 class _DeltaRuleFunction(torch.autograd.Function):
     """Autograd wrapper: inputs are already validated and contiguous."""
 
     @staticmethod
-    def forward(ctx, q, k, v, beta, state, reset_u8, detach_each_step, block_v):
-        out, final, res = _delta_forward(q, k, v, beta, state, reset_u8, store_res=True, block_v=block_v)
-        ctx.save_for_backward(q, k, beta, state, reset_u8, res)
+    def forward(ctx, q, k, v, beta, state, reset_u8, alpha, detach_each_step, block_v, chunk):
+        out, final, res, ckpt = _delta_forward(q, k, v, beta, state, reset_u8, store_res=True,
+                                               block_v=block_v, alpha=alpha, chunk=chunk)
+        if alpha is None:
+            ctx.save_for_backward(q, k, beta, state, reset_u8, res)
+        else:
+            ctx.save_for_backward(q, k, beta, state, reset_u8, res, alpha, ckpt)
+        ctx.gated = alpha is not None
         ctx.detach_each_step = detach_each_step
         ctx.block_v = block_v
-        ctx.dtypes = (q.dtype, k.dtype, v.dtype, beta.dtype, state.dtype)
+        ctx.chunk = chunk
+        ctx.dtypes = (q.dtype, k.dtype, v.dtype, beta.dtype, state.dtype,
+                      alpha.dtype if alpha is not None else None)
         if detach_each_step:
             ctx.mark_non_differentiable(final)   # the reference detaches the state every step
         return out, final
 
     @staticmethod
     def backward(ctx, d_out, d_final):
-        q, k, beta, state, reset_u8, res = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        q, k, beta, state, reset_u8, res = saved[:6]
         d_out = d_out.contiguous()
         d_final = d_final.contiguous() if d_final is not None else torch.zeros_like(state)
-        dq, dk, dv, dbeta, ds0 = _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final,
-                                                 detach=ctx.detach_each_step, block_v=ctx.block_v)
-        tq, tk, tv, tb, ts = ctx.dtypes
-        return dq.to(tq), dk.to(tk), dv.to(tv), dbeta.to(tb), ds0.to(ts), None, None, None
+        tq, tk, tv, tb, ts, ta = ctx.dtypes
+        if ctx.gated:
+            alpha, ckpt = saved[6:]
+            dq, dk, dv, dbeta, ds0, dalpha = _gated_delta_backward(
+                q, k, beta, alpha, reset_u8, res, ckpt, d_out, d_final, detach=ctx.detach_each_step,
+                chunk=ctx.chunk, block_v=ctx.block_v)
+            d_alpha = dalpha.to(ta)
+        else:
+            dq, dk, dv, dbeta, ds0 = _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final,
+                                                     detach=ctx.detach_each_step, block_v=ctx.block_v)
+            d_alpha = None
+        return (dq.to(tq), dk.to(tk), dv.to(tv), dbeta.to(tb), ds0.to(ts), None, d_alpha,
+                None, None, None)
 
 
-def _check_inputs(q, k, v, beta, state, reset):
+def _check_inputs(q, k, v, beta, state, reset, alpha=None):
     if q.dim() != 4:
         raise ValueError(f"q must be [T, B, H, Dk], got shape {list(q.shape)}")
     T, B, H, DK = q.shape
@@ -317,7 +462,10 @@ def _check_inputs(q, k, v, beta, state, reset):
         raise ValueError(f"state must be [B, H, Dk, Dv] = [{B}, {H}, {DK}, {DV}], got {list(state.shape)}")
     if reset.shape != (T, B):
         raise ValueError(f"reset must be [T, B] = [{T}, {B}], got {list(reset.shape)}")
-    for name, t in (("q", q), ("k", k), ("v", v), ("beta", beta), ("state", state)):
+    if alpha is not None and alpha.shape != (T, B, H):
+        raise ValueError(f"alpha must be [T, B, H] = [{T}, {B}, {H}], got {list(alpha.shape)}")
+    named = [("q", q), ("k", k), ("v", v), ("beta", beta), ("state", state)]
+    for name, t in named + ([("alpha", alpha)] if alpha is not None else []):
         if t.dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"{name} has dtype {t.dtype}; the Triton delta rule supports "
                              "float32, float16, bfloat16, float64")
@@ -329,19 +477,27 @@ def _check_inputs(q, k, v, beta, state, reset):
 
 def delta_rule_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
                       state: torch.Tensor, reset: torch.Tensor, *, detach_each_step: bool = False,
-                      block_v: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                      block_v: Optional[int] = None, alpha: Optional[torch.Tensor] = None,
+                      chunk: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
     """Delta rule over a whole unroll in one kernel launch (same contract as the reference).
 
     q, k: [T, B, H, Dk]; v: [T, B, H, Dv]; beta: [T, B, H]; state: [B, H, Dk, Dv];
-    reset: bool [T, B]. Returns (out [T, B, H, Dv] in q's dtype, final_state [B, H, Dk, Dv]
-    in state's dtype). ``block_v`` (a power of two) overrides the value-block width.
-    Without autograd (e.g. acting, T = 1) no residuals are stored.
+    reset: bool [T, B]; alpha: optional [T, B, H] decay (the gated delta rule).
+    Returns (out [T, B, H, Dv] in q's dtype, final_state [B, H, Dk, Dv] in state's dtype).
+    ``block_v`` (a power of two) overrides the value-block width; ``chunk`` is the
+    checkpoint interval of the gated backward. Without autograd (e.g. acting, T = 1) no
+    residuals or checkpoints are stored.
     """
-    _check_inputs(q, k, v, beta, state, reset)
+    _check_inputs(q, k, v, beta, state, reset, alpha)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     q, k, v, beta, state = (t.contiguous() for t in (q, k, v, beta, state))
+    alpha = alpha.contiguous() if alpha is not None else None
     reset_u8 = reset.to(torch.bool).contiguous().view(torch.uint8)      # [T, B]
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, beta, state))
+    grads = (q, k, v, beta, state) + ((alpha,) if alpha is not None else ())
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in grads)
     if not needs_grad:
-        out, final, _ = _delta_forward(q, k, v, beta, state, reset_u8, store_res=False, block_v=block_v)
+        out, final, _, _ = _delta_forward(q, k, v, beta, state, reset_u8, store_res=False, block_v=block_v,
+                                          alpha=alpha)
         return out, final
-    return _DeltaRuleFunction.apply(q, k, v, beta, state, reset_u8, detach_each_step, block_v)
+    return _DeltaRuleFunction.apply(q, k, v, beta, state, reset_u8, alpha, detach_each_step, block_v, chunk)
