@@ -6,9 +6,12 @@ re-run from the state the actor had before entry 0, with the done-resets) ->
 ``impala_loss`` (V-trace, policy gradient, baseline, entropy) -> RMSProp step with
 linear learning-rate annealing and gradient-norm clipping.
 
-A non-finite loss or gradient skips the update (counted); ``max_nonfinite_in_row``
-of them in a row raise :class:`NonFiniteError` so the run stops with the last good
-checkpoint intact. :meth:`Learner.state_dict` holds everything needed for a
+A non-finite loss or gradient skips the update (counted); so does an optimiser step
+that leaves a parameter non-finite (finite gradients times a huge step): it is undone
+from a copy of the parameters and optimiser state taken before the step.
+``max_nonfinite_in_row`` skipped updates in a row raise :class:`NonFiniteError` so the
+run stops with the last good checkpoint intact. The learner's forward pass samples no
+actions (it only needs the logits and baselines). :meth:`Learner.state_dict` holds everything needed for a
 bit-identical resume: parameters, optimiser, scheduler, counters and RNG states.
 """
 
@@ -113,6 +116,7 @@ class Learner:
         self.updates = 0               # optimiser steps taken
         self.skipped_updates = 0       # non-finite updates skipped, in total
         self.nonfinite_in_row = 0
+        self._backup: Optional[list] = None   # parameters and optimiser state before a step
 
     def _lr_factor(self, epoch: int) -> float:
         if not self.cfg.anneal_lr:
@@ -132,7 +136,7 @@ class Learner:
         batch, initial_state = self.to_device(batch, initial_state)
         T, B = batch["reward"].shape[0] - 1, batch["reward"].shape[1]
         inputs = {k: batch[k] for k in ("obs", "reward", "done", "task")}
-        outputs, _ = self.agent(inputs, initial_state)
+        outputs, _ = self.agent(inputs, initial_state, sample=False)
         losses = impala_loss(
             outputs, batch, discount=cfg.discount, baseline_cost=cfg.baseline_cost,
             entropy_cost=cfg.entropy_cost, reward_clip=_none_if_zero(self.reward_clip),
@@ -151,21 +155,66 @@ class Learner:
         finite = bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm))
         stats = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.dim() == 0}
         stats.update(grad_norm=float(grad_norm), learning_rate=self.optimizer.param_groups[0]["lr"])
+        what = "loss or gradient"
         if finite:
+            saved = self._save_before_step()
             self.optimizer.step()
-            self.scheduler.step()
-            self.updates += 1
-            self.steps += T * B
-            self.nonfinite_in_row = 0
-        else:
+            finite = self.parameters_finite()
+            if finite:
+                self.scheduler.step()
+                self.updates += 1
+                self.steps += T * B
+                self.nonfinite_in_row = 0
+            else:
+                self._undo_step(saved)
+                what = "parameters after the optimiser step (the step was undone)"
+        if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_updates += 1
             self.nonfinite_in_row += 1
             if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
-                raise NonFiniteError(f"{self.nonfinite_in_row} non-finite updates in a row "
-                                     f"(loss {float(total.detach())}, grad norm {float(grad_norm)})")
+                raise NonFiniteError(f"{self.nonfinite_in_row} non-finite updates in a row, the last one "
+                                     f"non-finite in its {what} (loss {float(total.detach())}, grad norm "
+                                     f"{float(grad_norm)}, learning rate {stats['learning_rate']:g})")
         stats.update(skipped_updates=self.skipped_updates, update_ok=float(finite))
         return stats
+
+    # -- non-finite parameters ---------------------------------------------------------
+    def parameters_finite(self) -> bool:
+        """One fused check: every parameter is finite (x * 0 is 0 for finite x, NaN otherwise)."""
+        params = [p.detach() for p in self.agent.parameters()]
+        if not params:
+            return True
+        zeros = torch._foreach_mul(params, 0.0)
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(zeros))).all())
+
+    def _optimizer_tensors(self) -> list:
+        out = []
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                for _, v in sorted(self.optimizer.state.get(p, {}).items()):
+                    if torch.is_tensor(v):
+                        out.append(v)
+        return out
+
+    def _save_before_step(self):
+        """Copy the parameters and optimiser state into a reused buffer; returns what to undo."""
+        tensors = [p.detach() for p in self.agent.parameters()] + self._optimizer_tensors()
+        if (self._backup is None or len(self._backup) != len(tensors)
+                or any(b.shape != t.shape or b.dtype != t.dtype for b, t in zip(self._backup, tensors))):
+            self._backup = [t.clone() for t in tensors]
+        else:
+            torch._foreach_copy_(self._backup, tensors)
+        had_state = {p for p in self.optimizer.state if self.optimizer.state[p]}
+        return tensors, had_state
+
+    def _undo_step(self, saved) -> None:
+        tensors, had_state = saved
+        with torch.no_grad():
+            torch._foreach_copy_(tensors, self._backup[:len(tensors)])
+        for p in list(self.optimizer.state):
+            if p not in had_state:           # state the failed step created (the first step)
+                del self.optimizer.state[p]
 
     # -- checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict:
