@@ -70,16 +70,19 @@ def rewind_csv_logs(run_dir: Path, step: int) -> List[Path]:
 
 class RunLogger:
     def __init__(self, run_dir: str | Path, columns: Iterable[str], *, total_steps: int,
-                 start_step: int = 0, progress: bool = True, tensorboard: bool = True):
+                 start_step: int = 0, progress: bool = True, tensorboard: bool = True,
+                 rewind: bool = False):
+        """``rewind`` (the trainer): first cut the existing logs back to ``start_step``."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.columns = ["step", "time"] + [c for c in columns if c not in ("step", "time")]
-        rewind_csv_logs(self.run_dir, start_step)
+        if rewind:
+            rewind_csv_logs(self.run_dir, start_step)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             # the purge step hides events logged after start_step by an earlier life of the run
-            purge = start_step if (self.run_dir / "tb").is_dir() else None
+            purge = start_step if rewind and (self.run_dir / "tb").is_dir() else (start_step or None)
             self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge)
         self.csv_path = self._csv_path()
         new = not self.csv_path.exists()

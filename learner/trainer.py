@@ -218,7 +218,7 @@ class Trainer:
         T, B = cfg.actor.unroll_length, cfg.actor.batch_size
         logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names),
                            total_steps=cfg.run.total_steps, start_step=self.learner.steps,
-                           progress=cfg.run.progress)
+                           progress=cfg.run.progress, rewind=True)
         self.source = self.make_source()
         signals = _Signals(on_hard_exit=self._hard_exit).install()
         status = "finished"
