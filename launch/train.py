@@ -173,12 +173,48 @@ def prepare(argv: Optional[Sequence[str]] = None):
     return cfg, run_dir, agent, obs_spec, num_actions, task_names, payload, lock
 
 
+SUMMARY_RESERVE = 16384     # bytes summary.json holds while the run runs (room for the last word)
+
+
+def reserve_summary(run_dir: Path) -> None:
+    """summary.json says "running" while the run runs, padded so that the final summary can
+    be written over it in place even when the disk is full by then."""
+    text = json.dumps({"status": "running", "pid": os.getpid()}, indent=2) + "\n"
+    path = run_dir / "summary.json"
+    with open(path, "w") as f:
+        f.write(text + " " * max(SUMMARY_RESERVE - len(text), 0))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_summary(run_dir: Path, summary: dict) -> Optional[str]:
-    """Write summary.json (atomically); return a one-line reason when it cannot be written."""
+    """Write summary.json; return a one-line reason when it cannot be written.
+
+    Atomically when possible; on a full disk, over the reserved file in place (the
+    traceback left out if it does not fit)."""
+    path = run_dir / "summary.json"
     try:
-        _write_json_atomic(run_dir / "summary.json", summary)
+        _write_json_atomic(path, summary)
+        return None
     except OSError as e:
-        return f"cannot write {run_dir / 'summary.json'}: {e.strerror or e}"
+        first = e
+        try:
+            path.with_name(f".{path.name}.tmp").unlink()
+        except OSError:
+            pass
+    data = json.dumps(summary, indent=2).encode()
+    if len(data) > SUMMARY_RESERVE:
+        data = json.dumps({k: v for k, v in summary.items() if k != "traceback"}, indent=2).encode()
+    try:
+        with open(path, "r+b") as f:
+            if len(data) > os.fstat(f.fileno()).st_size:
+                raise OSError(first.errno, first.strerror)
+            f.write(data)
+            f.truncate(len(data))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return f"cannot write {path}: {e.strerror or e}"
     return None
 
 
@@ -191,6 +227,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         from learner.trainer import Trainer, failure_summary
+        try:
+            reserve_summary(run_dir)
+        except OSError as e:
+            print(f"error: cannot write {run_dir / 'summary.json'}: {e.strerror or e}", file=sys.stderr)
+            return 1
         try:
             trainer = Trainer(cfg, run_dir, agent=agent, obs_spec=obs_spec, num_actions=num_actions,
                               task_names=task_names, resume_payload=payload)

@@ -232,6 +232,13 @@ class Learner:
         self.agent.load_state_dict(sd["model"])
         self.optimizer.load_state_dict(sd["optimizer"])
         self.scheduler.load_state_dict(sd["scheduler"])
+        # the learning rate, alpha and eps are this run's config (a resume may change them,
+        # e.g. --learning-rate); the saved state carries the optimiser's statistics
+        cfg = self.cfg
+        self.scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps,
+                         lr=cfg.learning_rate * self._lr_factor(self.scheduler.last_epoch))
         c = sd["counters"]
         self.steps, self.updates = int(c["steps"]), int(c["updates"])
         self.skipped_updates = int(c["skipped_updates"])
