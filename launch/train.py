@@ -80,7 +80,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
     from agents.model import build_agent
     from envs import describe_env
     from learner.checkpoint import CheckpointError, check_architecture, list_checkpoints, load_latest
-    from learner.run_lock import LOCK_NAME, RunLock, RunLockedError
+    from learner.run_lock import LOCK_NAME, RunLock, RunLockedError, held_by
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(description=__doc__.split("\n\n")[0])
@@ -119,6 +119,10 @@ def prepare(argv: Optional[Sequence[str]] = None):
     def occupied() -> bool:
         return run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
 
+    holder = held_by(run_dir) if run_dir.is_dir() else None
+    if holder is not None:
+        raise UsageError(f"run directory {run_dir} is in use by another trainer (pid {holder}); "
+                         f"wait for it to end or choose another --name")
     if not cfg.run.resume and (occupied() or (run_dir.exists() and not run_dir.is_dir())):
         raise UsageError(f"run directory {run_dir} already exists; use --resume to continue it "
                          f"or choose another --name")

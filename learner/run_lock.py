@@ -61,6 +61,25 @@ class RunLock:
         self.release()
 
 
+def held_by(run_dir: str | Path) -> Optional[str]:
+    """The pid (as text, or "unknown") of the process holding ``run_dir``'s lock; None when free.
+
+    Creates nothing: a folder without a lock file is free."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = holder_pid(path)
+        return str(pid) if pid else "unknown"
+    finally:
+        os.close(fd)          # closing drops a lock we may have taken
+    return None
+
+
 def holder_pid(path: Path) -> Optional[int]:
     try:
         text = Path(path).read_text().strip()
