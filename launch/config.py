@@ -33,9 +33,12 @@ class RunConfig:
     ray_address: str = field(default="", metadata={"help": "Ray cluster address (empty: start a local Ray instance)"})
     ray_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs reserved per Ray actor"})
     ray_broadcast_every: int = field(default=1, metadata={"help": "broadcast parameters through the Ray object store every K updates"})
-    resume: bool = field(default=False, metadata={"help": "continue the run in the run directory from its latest checkpoint"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in the run directory from its newest "
+                                                          "loadable checkpoint (a run that has none starts from "
+                                                          "the beginning)"})
     checkpoint_interval_s: float = field(default=600.0, metadata={"help": "seconds between periodic checkpoints"})
-    keep_checkpoints: int = field(default=3, metadata={"help": "how many periodic checkpoints to keep (0 = all)"})
+    keep_checkpoints: int = field(default=3, metadata={"help": "how many loadable checkpoints to keep; one that "
+                                                                "does not load is renamed *.corrupt (0 = all)"})
     log_interval_s: float = field(default=5.0, metadata={"help": "seconds between log rows (TensorBoard and CSV)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar on the terminal"})
     eval_episodes: int = field(default=0, metadata={"help": "after training, evaluate this many episodes per task "

@@ -41,7 +41,7 @@ class LearnerConfig:
     discount: float = field(default=0.99, metadata={"help": "discount factor gamma"})
     clip_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar (0 = no clipping)"})
     clip_pg_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar of the policy-gradient advantage (0 = no clipping)"})
-    max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many non-finite updates in a row"})
+    max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many skipped updates in a row (non-finite loss, gradient or parameters)"})
     learner_threads: int = field(default=0, metadata={"help": "torch threads of the learner (0 = leave torch's default)"})
 
 
