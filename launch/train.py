@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from launch.config import (TrainConfig, build_parser, config_from_args, config_from_dict,
-                           config_to_dict, save_config, validate_config)
+                           config_to_dict, validate_config)
 
 log = logging.getLogger("launch.train")
 
@@ -79,7 +79,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
     """
     from agents.model import build_agent
     from envs import describe_env
-    from learner.checkpoint import CheckpointError, check_architecture, list_checkpoints, load_latest
+    from learner.checkpoint import CheckpointError, check_architecture, load_latest
     from learner.run_lock import LOCK_NAME, RunLock, RunLockedError, held_by
 
     argv = list(sys.argv[1:] if argv is None else argv)
