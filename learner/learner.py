@@ -10,8 +10,8 @@ A non-finite loss or gradient skips the update (counted); so does an optimiser s
 that leaves a parameter non-finite (finite gradients times a huge step): it is undone
 from a copy of the parameters and optimiser state taken before the step.
 ``max_nonfinite_in_row`` skipped updates in a row raise :class:`NonFiniteError` so the
-run stops with the last good checkpoint intact. The learner's forward pass samples no
-actions (it only needs the logits and baselines). :meth:`Learner.state_dict` holds everything needed for a
+run stops with the last good checkpoint intact. Non-finite logits no longer crash the
+forward pass (the agent samples uniformly where its probabilities are not finite). :meth:`Learner.state_dict` holds everything needed for a
 bit-identical resume: parameters, optimiser, scheduler, counters and RNG states.
 """
 
@@ -136,7 +136,7 @@ class Learner:
         batch, initial_state = self.to_device(batch, initial_state)
         T, B = batch["reward"].shape[0] - 1, batch["reward"].shape[1]
         inputs = {k: batch[k] for k in ("obs", "reward", "done", "task")}
-        outputs, _ = self.agent(inputs, initial_state, sample=False)
+        outputs, _ = self.agent(inputs, initial_state)
         losses = impala_loss(
             outputs, batch, discount=cfg.discount, baseline_cost=cfg.baseline_cost,
             entropy_cost=cfg.entropy_cost, reward_clip=_none_if_zero(self.reward_clip),

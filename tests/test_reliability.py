@@ -564,16 +564,6 @@ def test_first_step_undone_leaves_no_optimiser_state():
     assert all(torch.equal(v, before[k]) for k, v in l.agent.state_dict().items())
 
 
-def test_learner_forward_samples_no_action(monkeypatch):
-    l = _tiny_learner()
-
-    def no_sampling(*a, **k):
-        raise AssertionError("the learner sampled actions")
-    monkeypatch.setattr(torch, "multinomial", no_sampling)
-    s = l.step(*_with_state(l, _batches(1)[0]))
-    assert s["update_ok"] == 1.0
-
-
 def test_actor_with_non_finite_weights_acts_uniformly_instead_of_crashing():
     l = _tiny_learner()
     with torch.no_grad():
