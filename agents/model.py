@@ -9,7 +9,7 @@ both built on the IMPALA agent of Espeholt et al., ICML 2018. Data flow::
     [features, clip(reward, -c, c), one_hot(task)?] --> core input [T, B, F + 1 (+ num_tasks)]
     core(input, state, reset=done) --> [T, B, core.output_size], new state
     policy head (Linear) --> logits [T, B, A];   value head (Linear) --> baseline [T, B]
-    action = sample(softmax(logits))   (argmax when greedy)
+    action = sample(softmax(logits))   (argmax when greedy; uniform where the logits are not finite)
 
 The same call serves one-step acting (T = 1, state carried by the caller) and
 whole-unroll learning (T = unroll length, from the unroll's stored initial state);
@@ -232,9 +232,10 @@ class Agent(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, inputs: Dict[str, torch.Tensor], state: State,
-                greedy: bool = False) -> Tuple[Dict[str, torch.Tensor], State]:
+                greedy: bool = False, sample: bool = True) -> Tuple[Dict[str, torch.Tensor], State]:
         """inputs: obs [T, B, *obs_shape], reward [T, B] (raw), done bool [T, B], task int64 [T, B]
-        (with use_task_id). Returns ({action [T, B], policy_logits [T, B, A], baseline [T, B]}, new state)."""
+        (with use_task_id). Returns ({action [T, B], policy_logits [T, B, A], baseline [T, B]}, new state).
+        ``sample=False`` (the learner) picks no action: the result has no ``action`` entry."""
         x = self.core_input(inputs)                                         # [T, B, core input]
         T, B = x.shape[:2]
         done = inputs["done"]
@@ -243,10 +244,16 @@ class Agent(nn.Module):
         core_out, new_state = self.core(x, state, done.to(torch.bool))      # [T, B, core.output_size]
         logits = self.policy(core_out)                                      # [T, B, A]
         baseline = self.baseline(core_out).squeeze(-1)                      # [T, B]
+        if not sample:
+            return {"policy_logits": logits, "baseline": baseline}, new_state
         if greedy:
             action = logits.argmax(dim=-1)                                  # [T, B]
         else:
-            probs = F.softmax(logits.detach().reshape(T * B, -1).float(), dim=-1)
+            probs = F.softmax(logits.detach().reshape(T * B, -1).float(), dim=-1)   # [T*B, A]
+            # a policy whose weights went non-finite acts uniformly instead of crashing the
+            # actor; the learner sees the non-finite logits and stops the run (max_nonfinite_in_row)
+            bad = ~torch.isfinite(probs).all(dim=-1, keepdim=True)              # [T*B, 1]
+            probs = torch.where(bad, torch.full_like(probs, 1.0 / probs.shape[-1]), probs)
             action = torch.multinomial(probs, 1).view(T, B)                 # [T, B]
         return {"action": action, "policy_logits": logits, "baseline": baseline}, new_state
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence
@@ -32,9 +33,12 @@ class RunConfig:
     ray_address: str = field(default="", metadata={"help": "Ray cluster address (empty: start a local Ray instance)"})
     ray_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs reserved per Ray actor"})
     ray_broadcast_every: int = field(default=1, metadata={"help": "broadcast parameters through the Ray object store every K updates"})
-    resume: bool = field(default=False, metadata={"help": "continue the run in the run directory from its latest checkpoint"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in the run directory from its newest "
+                                                          "loadable checkpoint (a run that has none starts from "
+                                                          "the beginning)"})
     checkpoint_interval_s: float = field(default=600.0, metadata={"help": "seconds between periodic checkpoints"})
-    keep_checkpoints: int = field(default=3, metadata={"help": "how many periodic checkpoints to keep (0 = all)"})
+    keep_checkpoints: int = field(default=3, metadata={"help": "how many loadable checkpoints to keep; one that "
+                                                                "does not load is renamed *.corrupt (0 = all)"})
     log_interval_s: float = field(default=5.0, metadata={"help": "seconds between log rows (TensorBoard and CSV)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar on the terminal"})
     eval_episodes: int = field(default=0, metadata={"help": "after training, evaluate this many episodes per task "
@@ -78,12 +82,30 @@ def validate_run_config(cfg: RunConfig) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if cfg.ray_broadcast_every < 1:
         raise ValueError(f"--ray-broadcast-every must be >= 1, got {cfg.ray_broadcast_every}")
-    if cfg.name and ("/" in cfg.name or cfg.name in (".", "..")):
+    if cfg.name and ("/" in cfg.name or "\0" in cfg.name or cfg.name in (".", "..")):
         raise ValueError(f"--name must be a plain folder name, got {cfg.name!r}")
+    if len(cfg.name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise ValueError(f"--name is {len(cfg.name.encode('utf-8', 'surrogateescape'))} bytes long; "
+                         f"a folder name has at most {NAME_MAX}: {cfg.name[:40]!r}...")
+
+
+NAME_MAX = 255     # bytes in one path component on Linux file systems
+
+
+def check_finite_floats(section) -> None:
+    """Every float option of a config section must be a finite number (no nan, no inf)."""
+    hints = typing.get_type_hints(type(section))
+    for f in fields(section):
+        if _base_type(hints[f.name]) is float:
+            v = getattr(section, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v):
+                raise ValueError(f"{_flag(f.name)} must be a finite number, got {v}")
 
 
 def validate_config(cfg: TrainConfig) -> None:
     """Every check that needs no process, env or model: raises ValueError naming the option."""
+    for section in SECTIONS:
+        check_finite_floats(getattr(cfg, section))
     validate_run_config(cfg.run)
     if cfg.run.backend == "ray" and cfg.actor.inference == "learner":
         raise ValueError("--inference learner works with --backend local only (Ray actors act on their own copies)")

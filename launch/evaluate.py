@@ -26,8 +26,11 @@ Writes into ``--out`` (default ``<run_dir>/eval/<checkpoint>-<splits>-<policy>-s
 Results depend only on ``--seed`` and the options, not on ``--actors``/``--envs``.
 
 Bad input (a missing or corrupt checkpoint, an architecture or environment this code
-cannot rebuild, a split outside the game's levels, zero episodes, ...) is reported in
-one line with exit code 2.
+cannot rebuild, a split outside the game's levels, zero episodes, an output folder that
+cannot be written, ...) is reported in one line with exit code 2; a failure while
+running (a worker dying, a video that cannot be written, a full disk) in one line with
+exit code 1. ``episodes.csv`` is written as episodes finish, so a failure keeps every
+result already computed.
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from learner.evaluation import (ALL_EPISODES, EpisodeResult, EvalTask, EvaluationInputError,
                                 EvaluationWorkerError, LoadedPolicy, RunnerSettings, Split, can_record,
+                                VideoWriteError,
                                 default_video_format, find_ffmpeg, load_policy, plan_episodes,
                                 resolve_splits, resolve_tasks, run_episodes, summarise)
 
@@ -144,13 +150,52 @@ def default_out_dir(checkpoint: Path, splits: Sequence[Split], greedy: bool, see
     return run_dir / "eval" / f"{checkpoint.stem}-{tag}-{'greedy' if greedy else 'sampled'}-seed{seed}"
 
 
+def _csv_row(r: EpisodeResult) -> list:
+    return [r.job.game, r.job.split, r.job.episode, r.level_seed, repr(float(r.episode_return)),
+            r.length, int(r.truncated)]
+
+
 def write_episodes_csv(path: Path, results: Sequence[EpisodeResult]) -> None:
-    with open(path, "w", newline="") as f:
+    """The final file, in plan order (written beside, then renamed over the running one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for r in results:
-            w.writerow([r.job.game, r.job.split, r.job.episode, r.level_seed, repr(float(r.episode_return)),
-                        r.length, int(r.truncated)])
+            w.writerow(_csv_row(r))
+    os.replace(tmp, path)
+
+
+class EpisodeLog:
+    """``episodes.csv`` written as episodes finish (in finishing order), flushed per row, so
+    a failure later in the evaluation loses no finished result."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.count = 0
+        self._f = open(path, "w", newline="")
+        self._w = csv.writer(self._f)
+        self._w.writerow(CSV_COLUMNS)
+        self._f.flush()
+
+    def add(self, r: EpisodeResult) -> None:
+        self._w.writerow(_csv_row(r))
+        self._f.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def _writable_dir(path: Path, what: str) -> None:
+    """Create ``path`` and check a file can be written there; EvaluationInputError otherwise."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise EvaluationInputError(f"{what}: cannot write to {path}: {e.strerror or e}") from None
 
 
 def _fmt(x: Optional[float], digits: int = 2) -> str:
@@ -259,7 +304,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise EvaluationInputError("--video-format mp4 needs ffmpeg (install imageio-ffmpeg); use gif")
     jobs = plan_episodes(tasks, splits, args.episodes, args.seed, record=args.record)
     out = Path(args.out) if args.out else default_out_dir(loaded.path, splits, args.greedy, args.seed)
-    out.mkdir(parents=True, exist_ok=True)
+    _writable_dir(out, "--out" if args.out else "the output folder (set another with --out)")
+    if args.record:
+        _writable_dir(out / "videos", "--record")
     settings = RunnerSettings(env_config=base_env, num_envs=args.envs, greedy=args.greedy, device=device,
                               max_steps=args.max_steps, video_dir=str(out / "videos"),
                               video_format=fmt if fmt != "auto" else "mp4", video_scale=args.video_scale,
@@ -269,12 +316,27 @@ def evaluate(args: argparse.Namespace) -> dict:
         import torch
         torch.set_num_threads(args.threads)
     t0 = time.time()
-    bar = _progress_bar(len(jobs), args.progress)
     try:
-        results = run_episodes(jobs, loaded, settings, num_actors=args.actors,
-                               on_result=lambda r: bar.update(1))
+        episode_log = EpisodeLog(out / "episodes.csv")
+    except OSError as e:
+        raise EvaluationInputError(f"cannot write {out / 'episodes.csv'}: {e.strerror or e}") from None
+    bar = _progress_bar(len(jobs), args.progress)
+
+    def on_result(r: EpisodeResult) -> None:
+        episode_log.add(r)
+        bar.update(1)
+
+    try:
+        results = run_episodes(jobs, loaded, settings, num_actors=args.actors, on_result=on_result)
+    except (EvaluationInputError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        kept = f"; the {episode_log.count} finished episode results are in {episode_log.path}"
+        msg = str(e) if isinstance(e, (EvaluationWorkerError, VideoWriteError)) else f"{type(e).__name__}: {e}"
+        raise EvaluationWorkerError(" ".join(msg.split())[:400] + kept) from None
     finally:
         bar.close()
+        episode_log.close()
     elapsed = time.time() - t0
 
     summary = summarise(results, tasks, splits, base_env.distribution_mode, args.score_constants, family)
@@ -291,10 +353,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     summary["videos"] = [r.video for r in results if r.video]
     # the JSON lists keys in a fixed order: meta first
     summary = {"meta": summary.pop("meta"), **summary}
-    write_episodes_csv(out / "episodes.csv", results)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     report = format_report(summary)
-    (out / "table.txt").write_text(report + "\n")
+    try:
+        write_episodes_csv(out / "episodes.csv", results)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        (out / "table.txt").write_text(report + "\n")
+    except OSError as e:
+        raise EvaluationWorkerError(f"cannot write the results into {out}: {e.strerror or e}") from None
     print(report)
     print(f"\n{len(results)} episodes, {summary['meta']['total_steps']:,} steps in {elapsed:.1f} s; "
           f"wrote {out}/episodes.csv, summary.json, table.txt"

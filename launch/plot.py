@@ -16,7 +16,8 @@ a trailing window of N log rows. Examples::
     python -m launch.plot runs/srwm-procgen-20250101-120000
     python -m launch.plot runs/srwm-a runs/deltanet-a --smooth 5 --out plots/
 
-Bad input (a missing run directory, a run without log rows, a metric no run has)
+Bad input (a missing run directory, a run without log rows, a metric no run has, an
+--out folder that cannot be written)
 is reported in one line with exit code 2.
 """
 
@@ -27,6 +28,7 @@ import csv
 import math
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -177,6 +179,12 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, metrics: Sequ
     dirs = [Path(d) for d in run_dirs]
     runs = [read_run_log(d, n) for d, n in zip(dirs, _unique_names(dirs))]
     out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise PlotInputError(f"--out: cannot write to {out_dir}: {e.strerror or e}") from None
     written = []
     for group in metrics:
         cols = group_columns(runs, group)
@@ -207,6 +215,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PlotInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:               # e.g. the disk filled up while writing a PNG
+        print(f"error: cannot write the plots into {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     for f in files:
         print(f)
     return 0

@@ -12,7 +12,14 @@ temporary file in the same folder, is fsynced, then renamed over the final name,
 so a crash leaves either the old or the new file, never a torn one under a final
 name. Loading walks from the newest file back and skips (with a warning) any file
 that does not load, so a truncated latest checkpoint falls back to the previous
-good one instead of a silent start from scratch.
+good one instead of a silent start from scratch; the trainer (which holds the run
+directory's lock, :mod:`learner.run_lock`) renames such files aside as
+``ckpt-<updates>.pt.corrupt`` so that they can never be mistaken for the newest one.
+
+Rotation (``keep``) counts only loadable checkpoints: a file that fails to load is
+renamed aside (with a warning), never counted, and the newest loadable file is never
+deleted. Whether a file loads is checked once per process (files this process wrote
+count as loadable).
 """
 
 from __future__ import annotations
@@ -34,6 +41,51 @@ _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, unsafe or of another architecture."""
+
+
+# files known to load: (name, size, mtime_ns) of what this process wrote or loaded
+_KNOWN_GOOD: set = set()
+
+
+def _file_key(path: Path):
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _remember_good(path: Path) -> None:
+    try:
+        _KNOWN_GOOD.add(_file_key(path))
+    except OSError:
+        pass
+
+
+def is_loadable(path: Path) -> bool:
+    """True when ``path`` loads as a checkpoint (cached per process)."""
+    try:
+        if _file_key(path) in _KNOWN_GOOD:
+            return True
+    except OSError:
+        return False
+    try:
+        load_checkpoint_file(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def set_aside(path: Path, reason: str) -> Optional[Path]:
+    """Rename a checkpoint that does not load to ``<name>.corrupt`` (never overwriting)."""
+    target = path.with_name(path.name + ".corrupt")
+    i = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt.{i}")
+        i += 1
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    log.warning("%s; renamed it to %s", reason, target.name)
+    return target
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -73,13 +125,31 @@ def save_checkpoint(run_dir: str | Path, payload: dict, updates: int, *, keep: i
         except FileNotFoundError:
             pass
         raise
+    _remember_good(final)
     if keep > 0:
-        for old in list_checkpoints(run_dir)[:-keep]:
+        rotate_checkpoints(run_dir, keep)
+    return final
+
+
+def rotate_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Keep the newest ``keep`` loadable checkpoints; rename unloadable ones aside.
+
+    Walks from the newest file back: a file that does not load is renamed to
+    ``*.corrupt`` and not counted, so a torn file never takes a slot and the newest
+    loadable checkpoint always survives.
+    """
+    good = 0
+    for path in reversed(list_checkpoints(run_dir)):
+        if good >= keep:
             try:
-                old.unlink()
+                path.unlink()
             except FileNotFoundError:
                 pass
-    return final
+            continue
+        if is_loadable(path):
+            good += 1
+        else:
+            set_aside(path, f"checkpoint {path} does not load")
 
 
 def load_checkpoint_file(path: str | Path, map_location="cpu") -> dict:
@@ -92,37 +162,61 @@ def load_checkpoint_file(path: str | Path, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+        reason = _load_error_reason(e)
+        if "Unsupported global" in reason or "GLOBAL" in reason:
             raise CheckpointError(f"checkpoint {path} holds more than tensors and plain data "
-                                  f"(refused by the safe loader: {first[:200]})") from None
-        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {first[:200]})") from None
+                                  f"(refused by the safe loader: {reason[:200]})") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({reason[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
     return payload
 
 
-def load_latest(run_dir: str | Path, map_location="cpu") -> Tuple[Optional[dict], Optional[Path]]:
+def _load_error_reason(e: Exception) -> str:
+    """The cause of a failed safe load in a few words, without PyTorch's advice to retry
+    with ``weights_only=False`` (that would run whatever the file carries)."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = [l.strip() for l in text.split(marker, 1)[1].splitlines() if l.strip()]
+        reason = rest[0] if rest else "not a tensors-and-plain-data file"
+    else:
+        lines = [l.strip() for l in text.splitlines() if l.strip()]
+        reason = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    if "weights_only" in reason:
+        reason = "refused by the safe loader"
+    return reason
+
+
+def load_latest(run_dir: str | Path, map_location="cpu", *,
+                set_aside_bad: bool = False) -> Tuple[Optional[dict], Optional[Path]]:
     """Newest loadable checkpoint of a run, falling back past torn files with a warning.
 
     Returns (None, None) when the run has no checkpoint file at all; raises
-    CheckpointError when files exist but none loads.
+    CheckpointError when files exist but none loads. With ``set_aside_bad`` (the
+    trainer, holding the run's lock) the files newer than the one loaded, which do not
+    load, are renamed to ``*.corrupt``; readers (evaluation) leave the folder as it is.
     """
     files = list_checkpoints(run_dir)
     d = checkpoint_dir(run_dir)
     if d.is_dir():
         for stray in d.glob(".ckpt-*.tmp"):
             log.warning("ignoring stray temporary checkpoint file %s (an interrupted write)", stray)
-    errors = []
+    errors, bad = [], []
     for path in reversed(files):
         try:
             payload = load_checkpoint_file(path, map_location)
         except CheckpointError as e:
             log.warning("%s; falling back to the previous checkpoint", e)
             errors.append(str(e))
+            bad.append(path)
             continue
+        _remember_good(path)
         if errors:
-            log.warning("resuming from %s after skipping %d bad checkpoint(s)", path.name, len(errors))
+            log.warning("using %s after skipping %d bad checkpoint(s)", path.name, len(errors))
+            if set_aside_bad:
+                for b in bad:
+                    set_aside(b, f"checkpoint {b.name} does not load")
         return payload, path
     if files:
         raise CheckpointError(f"no loadable checkpoint in {d}: " + "; ".join(errors))

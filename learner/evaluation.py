@@ -91,6 +91,8 @@ def load_policy(path_or_run: str | Path, device: str | torch.device = "cpu") -> 
     for key in ("config", "architecture", "learner"):
         if not isinstance(payload.get(key), dict):
             raise EvaluationInputError(f"checkpoint {path} has no {key!r} section")
+    if Path(path_or_run).is_dir():
+        check_run_config(Path(path_or_run), payload["config"], path)
     if not isinstance(payload["learner"].get("model"), dict):
         raise EvaluationInputError(f"checkpoint {path} has no model weights (learner.model)")
     try:
@@ -125,6 +127,23 @@ def load_policy(path_or_run: str | Path, device: str | torch.device = "cpu") -> 
     return LoadedPolicy(path=Path(path), cfg=cfg, agent=agent, obs_spec=obs_spec, num_actions=num_actions,
                         task_names=list(task_names), steps=int(counters.get("steps", 0)),
                         updates=int(counters.get("updates", 0)))
+
+
+def check_run_config(run_dir: Path, ckpt_config: dict, path: Path) -> None:
+    """A run directory's newest checkpoint must be of the model its config.json describes."""
+    import json
+    try:
+        run_model = json.loads((run_dir / "config.json").read_text()).get("model", {})
+    except (OSError, ValueError, AttributeError):
+        return                                   # no readable config.json: the checkpoint decides
+    ckpt_model = ckpt_config.get("model", {}) if isinstance(ckpt_config, dict) else {}
+    speed_only = ("encoder_dtype", "compile_encoder")
+    for key in sorted(set(run_model) | set(ckpt_model)):
+        if key not in speed_only and key in run_model and key in ckpt_model \
+                and run_model[key] != ckpt_model[key]:
+            raise EvaluationInputError(
+                f"the newest checkpoint of {run_dir} ({path.name}) has model {key} {ckpt_model[key]!r} but the "
+                f"run's config.json has {run_model[key]!r}; name the checkpoint file to evaluate it anyway")
 
 
 # -- what to evaluate -------------------------------------------------------------------
@@ -351,16 +370,26 @@ class EpisodeRunner:
                          for i, s in enumerate(slots)], dtype=np.int64)
 
     def _finish(self, slot: _Slot, episode_return: float, length: int, level_seed: int,
-                truncated: bool) -> EpisodeResult:
-        video = ""
+                truncated: bool, on_result: Callable[[EpisodeResult], None]) -> None:
+        """Report the episode's result; a video that cannot be written fails the evaluation
+        (VideoWriteError) only after the result has been reported, so no result is lost."""
+        video, failure = "", None
         if slot.frames is not None:
-            video = self._write_video(slot)
+            try:
+                video = self._write_video(slot)
+            except Exception as e:
+                failure = e
         try:
             slot.env.close()
         except Exception:
             pass
-        return EpisodeResult(job=slot.job, episode_return=float(episode_return), length=int(length),
-                             level_seed=int(level_seed), truncated=truncated, video=video)
+        on_result(EpisodeResult(job=slot.job, episode_return=float(episode_return), length=int(length),
+                                level_seed=int(level_seed), truncated=truncated, video=video))
+        if failure is not None:
+            reason = (failure.strerror if isinstance(failure, OSError) and failure.strerror
+                      else " ".join(str(failure).split())[:300])
+            raise VideoWriteError(f"cannot write the video of {slot.job.game} {slot.job.split} episode "
+                                  f"{slot.job.episode} into {self.settings.video_dir}: {reason}")
 
     def _write_video(self, slot: _Slot) -> str:
         s = self.settings
@@ -417,12 +446,12 @@ class EpisodeRunner:
                         if sl.job.level != NO_LEVELS and ep.level_seed != sl.job.level:
                             raise RuntimeError(f"{sl.job.env_spec} reported level {ep.level_seed} for an "
                                                f"episode planned on level {sl.job.level}")
-                        on_result(self._finish(sl, ep.episode_return, ep.length, ep.level_seed, False))
+                        self._finish(sl, ep.episode_return, ep.length, ep.level_seed, False, on_result)
                     elif sl.done:
                         raise RuntimeError(f"env {sl.job.env_spec} started a new episode without reporting "
                                            f"the finished one")
                     elif s.max_steps and sl.length >= s.max_steps:
-                        on_result(self._finish(sl, sl.episode_return, sl.length, sl.job.level, True))
+                        self._finish(sl, sl.episode_return, sl.length, sl.job.level, True, on_result)
                     else:
                         keep.append(i)
                 if len(keep) != len(slots):
@@ -452,6 +481,10 @@ def _worker_main(worker: int, checkpoint: str, settings: RunnerSettings, jobs, r
 
 class EvaluationWorkerError(RuntimeError):
     """An evaluation worker process failed."""
+
+
+class VideoWriteError(RuntimeError):
+    """A recorded episode's video could not be written (its result was reported first)."""
 
 
 def run_episodes(jobs: Sequence[EpisodeJob], loaded: LoadedPolicy, settings: RunnerSettings,

@@ -6,9 +6,12 @@ re-run from the state the actor had before entry 0, with the done-resets) ->
 ``impala_loss`` (V-trace, policy gradient, baseline, entropy) -> RMSProp step with
 linear learning-rate annealing and gradient-norm clipping.
 
-A non-finite loss or gradient skips the update (counted); ``max_nonfinite_in_row``
-of them in a row raise :class:`NonFiniteError` so the run stops with the last good
-checkpoint intact. :meth:`Learner.state_dict` holds everything needed for a
+A non-finite loss or gradient skips the update (counted); so does an optimiser step
+that leaves a parameter non-finite (finite gradients times a huge step): it is undone
+from a copy of the parameters and optimiser state taken before the step.
+``max_nonfinite_in_row`` skipped updates in a row raise :class:`NonFiniteError` so the
+run stops with the last good checkpoint intact. Non-finite logits no longer crash the
+forward pass (the agent samples uniformly where its probabilities are not finite). :meth:`Learner.state_dict` holds everything needed for a
 bit-identical resume: parameters, optimiser, scheduler, counters and RNG states.
 """
 
@@ -44,7 +47,7 @@ class LearnerConfig:
     discount: float = field(default=0.99, metadata={"help": "discount factor gamma"})
     clip_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar (0 = no clipping)"})
     clip_pg_rho_threshold: float = field(default=1.0, metadata={"help": "V-trace rho-bar of the policy-gradient advantage (0 = no clipping)"})
-    max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many non-finite updates in a row"})
+    max_nonfinite_in_row: int = field(default=10, metadata={"help": "stop the run after this many skipped updates in a row (non-finite loss, gradient or parameters)"})
     learner_threads: int = field(default=0, metadata={"help": "torch threads of the learner (0 = by the thread rule: the cores the actor "
                 "processes leave on a CPU learner, up to 2 for a GPU learner; see launch/threads.py)"})
     core_diagnostics: bool = field(default=False, metadata={
@@ -162,6 +165,7 @@ class Learner:
         self.updates = 0               # optimiser steps taken
         self.skipped_updates = 0       # non-finite updates skipped, in total
         self.nonfinite_in_row = 0
+        self._backup: Optional[list] = None   # parameters and optimiser state before a step
 
     def _lr_factor(self, epoch: int) -> float:
         if not self.cfg.anneal_lr:
@@ -204,22 +208,31 @@ class Learner:
             grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
         finite = bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm))
         stats = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.dim() == 0}
-        stats.update(grad_norm=float(grad_norm), learning_rate=self.optimizer.param_groups[0]["lr"])
+        stats.update(grad_norm=float(grad_norm), learning_rate=self.optimizer.param_groups[0]["lr"],
+                     entropy=-stats["entropy_loss"] / (T * B))      # mean policy entropy per step (nats)
         if cfg.core_diagnostics:
             stats.update(diagnostics)
+        what = "loss or gradient"
         if finite:
+            saved = self._save_before_step()
             self.optimizer.step()
-            self.scheduler.step()
-            self.updates += 1
-            self.steps += T * B
-            self.nonfinite_in_row = 0
-        else:
+            finite = self.parameters_finite()
+            if finite:
+                self.scheduler.step()
+                self.updates += 1
+                self.steps += T * B
+                self.nonfinite_in_row = 0
+            else:
+                self._undo_step(saved)
+                what = "parameters after the optimiser step (the step was undone)"
+        if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_updates += 1
             self.nonfinite_in_row += 1
             if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
-                raise NonFiniteError(f"{self.nonfinite_in_row} non-finite updates in a row "
-                                     f"(loss {float(total.detach())}, grad norm {float(grad_norm)})")
+                raise NonFiniteError(f"{self.nonfinite_in_row} non-finite updates in a row, the last one "
+                                     f"non-finite in its {what} (loss {float(total.detach())}, grad norm "
+                                     f"{float(grad_norm)}, learning rate {stats['learning_rate']:g})")
         stats.update(skipped_updates=self.skipped_updates, update_ok=float(finite))
         return stats
 
@@ -244,6 +257,43 @@ class Learner:
         out.update({f"grad_norm/{g}": v ** 0.5 for g, v in sq.items()})
         return out
 
+    # -- non-finite parameters ---------------------------------------------------------
+    def parameters_finite(self) -> bool:
+        """One fused check: every parameter is finite (x * 0 is 0 for finite x, NaN otherwise)."""
+        params = [p.detach() for p in self.agent.parameters()]
+        if not params:
+            return True
+        zeros = torch._foreach_mul(params, 0.0)
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(zeros))).all())
+
+    def _optimizer_tensors(self) -> list:
+        out = []
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                for _, v in sorted(self.optimizer.state.get(p, {}).items()):
+                    if torch.is_tensor(v):
+                        out.append(v)
+        return out
+
+    def _save_before_step(self):
+        """Copy the parameters and optimiser state into a reused buffer; returns what to undo."""
+        tensors = [p.detach() for p in self.agent.parameters()] + self._optimizer_tensors()
+        if (self._backup is None or len(self._backup) != len(tensors)
+                or any(b.shape != t.shape or b.dtype != t.dtype for b, t in zip(self._backup, tensors))):
+            self._backup = [t.clone() for t in tensors]
+        else:
+            torch._foreach_copy_(self._backup, tensors)
+        had_state = {p for p in self.optimizer.state if self.optimizer.state[p]}
+        return tensors, had_state
+
+    def _undo_step(self, saved) -> None:
+        tensors, had_state = saved
+        with torch.no_grad():
+            torch._foreach_copy_(tensors, self._backup[:len(tensors)])
+        for p in list(self.optimizer.state):
+            if p not in had_state:           # state the failed step created (the first step)
+                del self.optimizer.state[p]
+
     # -- checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
@@ -260,6 +310,13 @@ class Learner:
         self.agent.load_state_dict(sd["model"])
         self.optimizer.load_state_dict(sd["optimizer"])
         self.scheduler.load_state_dict(sd["scheduler"])
+        # the learning rate, alpha and eps are this run's config (a resume may change them,
+        # e.g. --learning-rate); the saved state carries the optimiser's statistics
+        cfg = self.cfg
+        self.scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps,
+                         lr=cfg.learning_rate * self._lr_factor(self.scheduler.last_epoch))
         c = sd["counters"]
         self.steps, self.updates = int(c["steps"]), int(c["updates"])
         self.skipped_updates = int(c["skipped_updates"])

@@ -9,16 +9,68 @@ Every finished training episode is also appended to ``<run_dir>/episodes.csv``
 (``step, task, return, length``; ``step`` is the learner's step count when the
 episode reached the learner), the data behind "mean return over the last 10% of the
 episodes" in ``launch.compare``.
+
+A run resumed from an older checkpoint than its last log row (a fallback past a torn
+checkpoint, a run killed between checkpoints) is rewound first: CSV rows after the
+resumed step are moved aside into ``logs-after-<step>[.N].csv`` (kept, never deleted;
+the plots do not read them) and TensorBoard drops its later events through a purge
+step, so every curve stays monotone in the step.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
+
+log = logging.getLogger(__name__)
+
+_LOG_FILE = re.compile(r"^logs(\.\d+)?\.csv$")
+
+
+def _step_of(row: List[str]) -> float:
+    try:
+        return float(row[0])
+    except (IndexError, ValueError):
+        return math.inf if row else -math.inf   # a torn last row goes aside with the later ones
+
+
+def rewind_csv_logs(run_dir: Path, step: int) -> List[Path]:
+    """Move the rows logged after ``step`` out of ``logs.csv`` / ``logs.N.csv``; return the new files."""
+    moved_to = []
+    for path in sorted(p for p in Path(run_dir).glob("logs*.csv") if _LOG_FILE.match(p.name)):
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0][:1] != ["step"]:
+            continue
+        header, body = rows[0], rows[1:]
+        keep = [r for r in body if _step_of(r) <= step]
+        later = [r for r in body if _step_of(r) > step]
+        if not later:
+            continue
+        stem = "logs-after-" + str(step) + ("" if path.name == "logs.csv" else "-" + path.stem.split(".", 1)[1])
+        aside = Path(run_dir) / f"{stem}.csv"
+        i = 1
+        while aside.exists():
+            aside = Path(run_dir) / f"{stem}.{i}.csv"
+            i += 1
+        with open(aside, "w", newline="") as f:
+            csv.writer(f).writerows([header] + later)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([header] + keep)
+        os.replace(tmp, path)
+        log.warning("resumed at step %d: moved %d log rows logged after it from %s to %s",
+                    step, len(later), path.name, aside.name)
+        moved_to.append(aside)
+    return moved_to
+
 
 
 EPISODE_COLUMNS = ["step", "task", "return", "length"]
@@ -26,14 +78,20 @@ EPISODE_COLUMNS = ["step", "task", "return", "length"]
 
 class RunLogger:
     def __init__(self, run_dir: str | Path, columns: Iterable[str], *, total_steps: int,
-                 start_step: int = 0, progress: bool = True, tensorboard: bool = True):
+                 start_step: int = 0, progress: bool = True, tensorboard: bool = True,
+                 rewind: bool = False):
+        """``rewind`` (the trainer): first cut the existing logs back to ``start_step``."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.columns = ["step", "time"] + [c for c in columns if c not in ("step", "time")]
+        if rewind:
+            rewind_csv_logs(self.run_dir, start_step)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=start_step or None)
+            # the purge step hides events logged after start_step by an earlier life of the run
+            purge = start_step if rewind and (self.run_dir / "tb").is_dir() else (start_step or None)
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge)
         self.csv_path = self._csv_path()
         new = not self.csv_path.exists()
         self._csv_file = open(self.csv_path, "a", newline="")

@@ -9,6 +9,13 @@ Shutdown: the first SIGINT or SIGTERM finishes the current update, writes a fina
 checkpoint, stops and joins every actor and exits; a second SIGINT exits at once
 (actors die with their parent through PR_SET_PDEATHSIG). Shared memory is
 file-descriptor backed, so nothing is left in /dev/shm even after ``kill -9``.
+
+Failures (an actor crash loop, a checkpoint that cannot be written, too many non-finite
+updates, anything else) end the loop: :meth:`Trainer.run` returns a summary whose
+``status`` and ``error`` (one line) say how the run ended; it does not raise. A final
+checkpoint is written only when there are updates it would add (never an untrained
+one in place of a trained one), never with non-finite parameters, and not again after a
+checkpoint write has just failed.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import logging
 import os
 import signal
 import time
+import traceback
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Optional
@@ -24,7 +32,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from learner.checkpoint import CheckpointError, check_architecture, load_latest, save_checkpoint
+from learner.checkpoint import checkpoint_dir, list_checkpoints, save_checkpoint
 from learner.learner import Learner, NonFiniteError
 from envs.stats import EpisodeStats
 from learner.logger import RunLogger
@@ -92,6 +100,24 @@ class _Signals:
             signal.signal(sig, h)
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, folder gone or read-only, ...)."""
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def failure_summary(error: BaseException, **counters) -> dict:
+    """The summary of a run that failed before its loop could report: status and one-line error."""
+    msg = one_line(f"{type(error).__name__}: {error}")
+    out = {"status": f"failed: {msg}", "steps": 0, "updates": 0, "elapsed_s": 0.0,
+           "skipped_updates": 0, "actor_restarts": 0, "error": msg,
+           "traceback": traceback.format_exception(error)}
+    out.update(counters)
+    return out
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -121,12 +147,14 @@ class Trainer:
         self.stats = EpisodeStats(self.task_names)
         self.restarts_before = 0
         self.loss_hook = loss_hook
+        self.saved_updates: Optional[int] = None    # updates of the newest checkpoint on disk
         if resume_payload is not None:
             self.learner.load_state_dict(resume_payload["learner"])
             run = resume_payload.get("run", {})
             if "task_stats" in run:
                 self.stats.load_state_dict(run["task_stats"])
             self.restarts_before = int(run.get("actor_restarts", 0))
+            self.saved_updates = self.learner.updates
         self.source = None
 
     # -- pieces ------------------------------------------------------------------------
@@ -149,6 +177,10 @@ class Trainer:
                                   inference_server=server)
 
     def checkpoint(self) -> Path:
+        """Write a checkpoint; CheckpointWriteError (one line) when it cannot be written."""
+        if not self.learner.parameters_finite():
+            raise NonFiniteError("the parameters are not finite; no checkpoint written "
+                                 "(the newest one on disk is the last good one)")
         payload = {
             "config": self.config_dict,
             "architecture": self.architecture,
@@ -157,7 +189,28 @@ class Trainer:
                     "actor_restarts": self.restarts_before + (self.source.restarts if self.source else 0),
                     "task_names": self.task_names},
         }
-        return save_checkpoint(self.run_dir, payload, self.learner.updates, keep=self.cfg.run.keep_checkpoints)
+        try:
+            path = save_checkpoint(self.run_dir, payload, self.learner.updates,
+                                   keep=self.cfg.run.keep_checkpoints)
+        except Exception as e:
+            d = checkpoint_dir(self.run_dir)
+            try:
+                st = os.statvfs(d)
+                free = f"; {st.f_bavail * st.f_frsize:,} bytes free on its file system"
+            except OSError:
+                free = ""
+            reason = (f"[Errno {e.errno}] {e.strerror}" if isinstance(e, OSError) and e.strerror
+                      else f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}")
+            newest = self.newest_checkpoint()
+            newest = f"; the newest checkpoint is {newest}" if newest else ""
+            raise CheckpointWriteError(one_line(f"cannot write checkpoint ckpt-{self.learner.updates:09d}.pt "
+                                                f"in {d}: {reason}{free}{newest}")) from None
+        self.saved_updates = self.learner.updates
+        return path
+
+    def newest_checkpoint(self) -> Optional[str]:
+        files = list_checkpoints(self.run_dir)
+        return files[-1].name if files else None
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict:
@@ -166,7 +219,7 @@ class Trainer:
         logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names)
                            + self.learner.diagnostic_columns(),
                            total_steps=cfg.run.total_steps, start_step=self.learner.steps,
-                           progress=cfg.run.progress)
+                           progress=cfg.run.progress, rewind=True)
         self.source = self.make_source()
         signals = _Signals(on_hard_exit=self._hard_exit).install()
         status = "finished"
@@ -227,30 +280,49 @@ class Trainer:
                     acc.clear()
                     lags.clear()
                 if now - last_ckpt >= cfg.run.checkpoint_interval_s:
-                    self.checkpoint()
+                    if self.learner.updates > (self.saved_updates or 0):   # never an untrained one
+                        self.checkpoint()
                     last_ckpt = now
         except NonFiniteError as e:
             status, error = f"stopped: {e}", e
         except BaseException as e:
-            status, error = f"failed: {type(e).__name__}: {e}", e
-        finally:
-            try:
-                if not isinstance(error, NonFiniteError):
+            status, error = f"failed: {one_line(f'{type(e).__name__}: {e}')}", e
+        tb = None
+        if error is not None and not isinstance(error, (NonFiniteError, CheckpointWriteError)):
+            tb = traceback.format_exception(error)
+            log.debug("the run failed:\n%s", "".join(tb))
+        try:
+            # a final checkpoint only when it adds updates, never after a failed write or
+            # non-finite parameters (the newest file on disk stays the last good one)
+            if (not isinstance(error, (NonFiniteError, CheckpointWriteError))
+                    and self.learner.updates > (self.saved_updates if self.saved_updates is not None else 0)):
+                try:
                     path = self.checkpoint()
                     log.info("wrote checkpoint %s", path)
-            finally:
+                except (CheckpointWriteError, NonFiniteError) as e:
+                    if error is None:
+                        status, error = f"failed: {e}", e
+                    else:
+                        log.error("%s", e)
+        finally:
+            try:
                 self.source.stop()
+            finally:
                 logger.close()
                 signals.restore()
+        if error is not None and not isinstance(error, Exception):
+            raise error          # KeyboardInterrupt, SystemExit: not a failure of the run
         elapsed = time.time() - t_start
         summary = {"status": status, "steps": self.learner.steps, "updates": self.learner.updates,
                    "elapsed_s": elapsed, "skipped_updates": self.learner.skipped_updates,
-                   "actor_restarts": self.restarts_before + self.source.restarts}
+                   "actor_restarts": self.restarts_before + self.source.restarts,
+                   "checkpoint": self.newest_checkpoint()}
         summary.update(task_scalars(self.stats))
-        if error is not None and not isinstance(error, NonFiniteError):
-            raise error
-        if isinstance(error, NonFiniteError):
-            summary["error"] = str(error)
+        if error is not None:
+            summary["error"] = one_line(str(error) if isinstance(error, (NonFiniteError, CheckpointWriteError))
+                                        else f"{type(error).__name__}: {error}")
+        if tb:
+            summary["traceback"] = tb
         return summary
 
     def _hard_exit(self):

@@ -164,8 +164,17 @@ def _one_update(core_diagnostics: bool):
     batch, state = bufs.gather(torch.arange(4))
     learner = Learner(LearnerConfig(core_diagnostics=core_diagnostics, grad_norm_clip=0.5), agent,
                       total_steps=1000, steps_per_update=32)
+    with torch.no_grad():        # the policy the update is computed on, for the entropy check
+        logits = agent({k: batch[k] for k in ("obs", "reward", "done", "task")}, state)[0]["policy_logits"]
     stats = learner.step(batch, state)
+    stats["_expected_entropy"] = float(torch.distributions.Categorical(logits=logits[:-1]).entropy().mean())
     return stats, {n: p.detach().clone() for n, p in agent.named_parameters()}, learner
+
+
+def test_learner_logs_the_mean_policy_entropy_per_step():
+    stats, _, _ = _one_update(core_diagnostics=False)
+    assert 0 < stats["entropy"] <= math.log(2) + 1e-6
+    assert stats["entropy"] == pytest.approx(stats.pop("_expected_entropy"), rel=1e-5)
 
 
 def test_learner_diagnostics_off_changes_nothing_and_group_norms_add_up():

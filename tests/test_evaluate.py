@@ -401,3 +401,54 @@ def test_summarise_reports_human_normalised_scores_for_atari():
     s = summarise(results, [task], [split], "easy", "train-procgen", "atari")
     assert s["games"]["Pong"]["eval"]["normalised_score"] == pytest.approx((-20.0 + 20.7) / 35.3)
     assert "human-normalised" in s["score_constants"]
+
+
+# -- output problems: one line, nothing computed lost -------------------------------------
+
+def test_unwritable_out_and_videos_folder_are_one_line_exit_2(procgen_run, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    code, _, err = evaluate([procgen_run, "--env", "procgen:leaper", "--episodes", 1, "--out", a_file], capsys)
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "--out" in err and "a_file" in err, err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "videos").write_text("not a folder")
+    code, _, err = evaluate([procgen_run, "--env", "procgen:leaper", "--episodes", 1, "--record", 1,
+                             "--video-format", "gif", "--out", out], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--record" in err, err
+    assert a_file.read_text() == "x"
+
+
+def test_a_failed_video_keeps_every_finished_result(procgen_run, tmp_path, capsys, monkeypatch):
+    import learner.evaluation as ev
+    written = []
+
+    def failing_video(path, frames, fps=20):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        return ev.Path(path)
+    monkeypatch.setattr(ev, "write_video", failing_video)
+    code, _, err = evaluate([procgen_run, "--env", "procgen:leaper", "--split", "test1", "--episodes", 4,
+                             "--record", 4, "--video-format", "gif", "--envs", 1, "--out", tmp_path], capsys)
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "2 finished episode results" in lines[0], err
+    rows = read_rows(tmp_path / "episodes.csv")
+    assert [int(r["episode"]) for r in rows] == [0, 1]       # the failed video's episode is kept too
+    assert all(float(r["length"]) > 0 for r in rows)
+
+
+def test_run_directory_whose_newest_checkpoint_is_of_another_core_is_refused(procgen_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(procgen_run, run)
+    from launch.config import parse_config, save_config
+    save_config(parse_config(["--env", "procgen:" + ",".join(GAMES), *SMALL[2:], "--core", "srwm"]),
+                run / "config.json")
+    code, _, err = evaluate([run, "--episodes", 1, "--out", tmp_path / "out"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "core 'lstm'" in err and "'srwm'" in err
+    ckpt = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]     # naming the file evaluates it
+    code, _, err = evaluate([ckpt, "--env", "procgen:leaper", "--episodes", 1, "--out", tmp_path / "out"], capsys)
+    assert code == 0, err

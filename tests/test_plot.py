@@ -115,3 +115,13 @@ def test_cli_writes_png_for_one_run_and_reports_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2, (argv, err)
         assert needle in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_out_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys):
+    run = write_run(tmp_path / "r", curve(3))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main([str(run), "--out", str(a_file / "plots")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "a_file" in err[0], err
+    assert a_file.read_text() == "x"

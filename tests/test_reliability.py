@@ -367,3 +367,393 @@ def test_nan_loss_skips_update_then_stops(tmp_path):
         for bt in batches[3:]:
             l.step(*_with_state(l, bt), loss_hook=inf)
     assert l.skipped_updates == 5
+
+
+# == never lose a run: locks, rotation, non-finite weights, validation, one-line failures ==
+
+def run_cmd(tmp_path, args, timeout=240, prefix=()):
+    return subprocess.run([*prefix, sys.executable, "-m", "launch.train", "--runs-dir", str(tmp_path), *BASE,
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def assert_one_line_failure(stderr, *needles):
+    """No traceback; the last line is the only ``error:`` line and names the cause."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines[-10:]
+    for n in needles:
+        assert n.lower() in errors[0].lower(), (n, errors[0])
+    return errors[0]
+
+
+def checkpoint_files(run_dir):
+    return sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+
+
+def assert_checkpoints_loadable_and_finite(run_dir):
+    from learner.checkpoint import load_checkpoint_file
+    for f in checkpoint_files(run_dir):
+        payload = load_checkpoint_file(f)
+        for name, v in payload["learner"]["model"].items():
+            assert torch.isfinite(v).all(), f"{f.name}: {name} is not finite"
+
+
+def log_steps(path):
+    import csv
+    with open(path, newline="") as f:
+        return [int(float(r["step"])) for r in csv.DictReader(f)]
+
+
+# -- 1. two trainers on one run directory -----------------------------------------------------
+
+@pytest.mark.timeout(400)
+def test_second_trainer_on_a_running_run_exits_2_naming_the_holder(tmp_path):
+    p = start_train(tmp_path, ["--name", "busy", "--total-steps", str(10**9), "--checkpoint-interval-s", "0.5"])
+    run_dir = tmp_path / "busy"
+    try:
+        wait_for(lambda: checkpoint_files(run_dir) and logged_rows(run_dir) >= 2, 120, "a checkpoint")
+        config_before = (run_dir / "config.json").read_bytes()
+        for extra in (["--resume"], []):
+            q = run_cmd(tmp_path, ["--name", "busy", "--total-steps", "999", *extra], timeout=120)
+            assert q.returncode == 2, (extra, q.returncode, q.stderr[-2000:])
+            assert_one_line_failure(q.stderr, "in use", f"pid {p.pid}")
+        assert (run_dir / "config.json").read_bytes() == config_before
+        n = len(checkpoint_files(run_dir))
+        wait_for(lambda: logged_rows(run_dir) >= 4, 120, "more training")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-2000:]
+    import json
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "stopped by SIGTERM"
+    assert n >= 1 and checkpoint_files(run_dir)
+    assert_checkpoints_loadable_and_finite(run_dir)
+    steps = log_steps(run_dir / "logs.csv")
+    assert steps == sorted(steps), "two step sequences interleaved in logs.csv"
+
+
+def test_fresh_start_into_a_locked_empty_run_directory_exits_2(tmp_path, capsys):
+    """The lock makes creation atomic: a fresh start that finds the directory locked (another
+    fresh start has created it, not yet written anything) is refused, naming the holder."""
+    from launch.train import main
+    from learner.run_lock import RunLock
+    with RunLock(tmp_path / "race"):
+        code = main(["--runs-dir", str(tmp_path), "--name", "race", "--env", "memory"])
+        assert code == 2
+        assert_one_line_failure(capsys.readouterr().err, "in use", f"pid {os.getpid()}")
+    assert [p.name for p in (tmp_path / "race").iterdir()] == [".lock"]
+
+
+def test_run_lock_is_released_by_kill_9(tmp_path):
+    from learner.run_lock import RunLock, RunLockedError, held_by
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
+                               "from learner.run_lock import RunLock; RunLock(sys.argv[2]).acquire();"
+                               "print('locked', flush=True); time.sleep(600)", str(ROOT), str(tmp_path / "r")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert held_by(tmp_path / "r") == str(holder.pid)
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+            RunLock(tmp_path / "r").acquire()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert held_by(tmp_path / "r") is None
+    RunLock(tmp_path / "r").acquire().release()
+
+
+# -- 2. rotation after a fallback resume --------------------------------------------------------
+
+def test_rotation_never_counts_or_keeps_a_corrupt_newest_checkpoint(tmp_path, caplog):
+    from learner.checkpoint import list_checkpoints, load_latest, save_checkpoint
+    save_checkpoint(tmp_path, {"marker": 1}, 1, keep=3)
+    save_checkpoint(tmp_path, {"marker": 2}, 2, keep=3)
+    d = tmp_path / "checkpoints"
+    (d / "ckpt-000000005.pt").write_bytes(b"torn")      # a newer, torn file
+    with caplog.at_level("WARNING"):
+        save_checkpoint(tmp_path, {"marker": 3}, 3, keep=1)
+    assert [f.name for f in list_checkpoints(tmp_path)] == ["ckpt-000000003.pt"]
+    assert (d / "ckpt-000000005.pt.corrupt").read_bytes() == b"torn"
+    assert "ckpt-000000005.pt.corrupt" in caplog.text
+    assert load_latest(tmp_path)[0]["marker"] == 3
+
+
+@pytest.mark.timeout(600)
+def test_fallback_resume_with_keep_1_keeps_a_good_checkpoint_and_rewinds_the_logs(tmp_path):
+    run_dir = tmp_path / "fb"
+    for args in (["--total-steps", "800"], ["--resume", "--total-steps", "1600"]):
+        q = run_cmd(tmp_path, ["--name", "fb", *args])
+        assert q.returncode == 0, q.stderr[-3000:]
+    files = checkpoint_files(run_dir)
+    assert [f.name for f in files] == ["ckpt-000000020.pt", "ckpt-000000040.pt"]
+    files[-1].write_bytes(files[-1].read_bytes()[:5000])             # the newest one is torn
+    assert max(log_steps(run_dir / "logs.csv")) >= 1600
+    # falls back to step 800; new checkpoints are numbered below the torn one
+    q = run_cmd(tmp_path, ["--name", "fb", "--resume", "--keep-checkpoints", "1", "--total-steps", "1200"])
+    assert q.returncode == 0, q.stderr[-3000:]
+    assert [f.name for f in checkpoint_files(run_dir)] == ["ckpt-000000030.pt"]
+    assert (run_dir / "checkpoints" / "ckpt-000000040.pt.corrupt").exists()
+    steps = log_steps(run_dir / "logs.csv")
+    assert steps == sorted(steps) and max(steps) >= 1200, "logs.csv not cut back to the resumed step"
+    aside = log_steps(run_dir / "logs-after-800.csv")
+    assert aside and min(aside) > 800 and max(aside) >= 1600        # moved aside, not lost
+    # and again: the newest loadable checkpoint survived
+    q = run_cmd(tmp_path, ["--name", "fb", "--resume", "--keep-checkpoints", "1", "--total-steps", "1400"])
+    assert q.returncode == 0, q.stderr[-3000:]
+    assert [f.name for f in checkpoint_files(run_dir)] == ["ckpt-000000035.pt"]
+    assert_checkpoints_loadable_and_finite(run_dir)
+
+
+# -- 3. non-finite weights ------------------------------------------------------------------------
+
+@pytest.mark.timeout(600)
+def test_huge_learning_rate_stops_without_a_non_finite_checkpoint(tmp_path):
+    run_dir = tmp_path / "lr"
+    q = run_cmd(tmp_path, ["--name", "lr", "--total-steps", "800"])
+    assert q.returncode == 0, q.stderr[-3000:]
+    good = checkpoint_files(run_dir)
+    assert good
+    q = run_cmd(tmp_path, ["--name", "lr", "--resume", "--learning-rate", "1e30", "--max-nonfinite-in-row", "3",
+                           "--checkpoint-interval-s", "0.2", "--total-steps", "8000"])
+    assert q.returncode == 1, (q.returncode, q.stderr[-3000:])
+    assert_one_line_failure(q.stderr, "3 non-finite updates in a row")
+    import json
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"].startswith("stopped") and summary["skipped_updates"] >= 3
+    assert good[0].exists()
+    assert_checkpoints_loadable_and_finite(run_dir)
+    from learner.checkpoint import load_latest
+    payload, _ = load_latest(run_dir)
+    assert payload["learner"]["counters"]["steps"] >= 800
+
+
+def test_a_step_that_makes_parameters_non_finite_is_undone(tmp_path):
+    from learner.learner import NonFiniteError
+    l = _tiny_learner()
+    l.cfg.max_nonfinite_in_row = 2
+    batches = _batches(3)
+    l.step(*_with_state(l, batches[0]))                               # a good step: optimiser state exists
+    params = {k: v.clone() for k, v in l.agent.state_dict().items()}
+    opt = {k: {n: t.clone() for n, t in st.items()} for k, st in l.optimizer.state_dict()["state"].items()}
+    for group in l.optimizer.param_groups:
+        group["lr"] = 1e38                                            # finite gradients, an infinite step
+    s = l.step(*_with_state(l, batches[1]))
+    assert s["update_ok"] == 0.0 and l.skipped_updates == 1 and l.updates == 1
+    for k, v in l.agent.state_dict().items():
+        assert torch.equal(v, params[k]), f"{k} not restored"
+    after = l.optimizer.state_dict()["state"]
+    for k, st in opt.items():
+        for n, t in st.items():
+            assert torch.equal(torch.as_tensor(after[k][n]), torch.as_tensor(t)), (k, n)
+    assert l.parameters_finite()
+    with pytest.raises(NonFiniteError, match="2 non-finite updates in a row.*parameters"):
+        l.step(*_with_state(l, batches[2]))
+    sd = l.state_dict()
+    assert all(torch.isfinite(v).all() for v in sd["model"].values())
+
+
+def test_first_step_undone_leaves_no_optimiser_state():
+    l = _tiny_learner()
+    for group in l.optimizer.param_groups:
+        group["lr"] = 1e38
+    before = {k: v.clone() for k, v in l.agent.state_dict().items()}
+    s = l.step(*_with_state(l, _batches(1)[0]))
+    assert s["update_ok"] == 0.0 and not l.optimizer.state_dict()["state"]
+    assert all(torch.equal(v, before[k]) for k, v in l.agent.state_dict().items())
+
+
+def test_actor_with_non_finite_weights_acts_uniformly_instead_of_crashing():
+    l = _tiny_learner()
+    with torch.no_grad():
+        l.agent.policy.weight.fill_(float("nan"))
+    b, st = _with_state(l, _batches(1)[0])
+    out, _ = l.agent({k: b[k][:1] for k in ("obs", "reward", "done", "task")}, st)
+    assert out["action"].shape == (1, 4) and ((out["action"] >= 0) & (out["action"] < 3)).all()
+
+
+# -- 4. nan and inf in every float option ------------------------------------------------------------
+
+def _float_options():
+    import dataclasses
+    import typing
+    from launch.config import SECTIONS, TrainConfig, _base_type
+    cfg = TrainConfig()
+    out = []
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        hints = typing.get_type_hints(type(obj))
+        out += ["--" + f.name.replace("_", "-") for f in dataclasses.fields(obj)
+                if _base_type(hints[f.name]) is float]
+    return out
+
+
+FLOAT_OPTIONS = _float_options()
+
+
+def test_the_float_options_are_all_covered():
+    for flag in ("--learning-rate", "--heartbeat-timeout-s", "--checkpoint-interval-s", "--log-interval-s",
+                 "--inference-timeout-ms", "--ray-cpus-per-actor", "--rmsprop-eps", "--entropy-cost",
+                 "--baseline-cost", "--clip-rho-threshold", "--clip-pg-rho-threshold", "--grad-norm-clip",
+                 "--reward-clip", "--dropout", "--sticky-action-prob", "--discount"):
+        assert flag in FLOAT_OPTIONS, flag
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("flag", FLOAT_OPTIONS)
+def test_nan_and_inf_are_refused_for_every_float_option(tmp_path, flag, value):
+    from launch.train import UsageError, prepare
+    try:
+        got = prepare(["--runs-dir", str(tmp_path), "--name", "f", "--env", "memory", "--core", "lstm",
+                       *SMALL, f"{flag}={value}"])
+    except UsageError as e:
+        msg = str(e)
+        assert "\n" not in msg and flag in msg and value in msg, msg
+    else:
+        got[-1].release() if hasattr(got[-1], "release") else None
+        pytest.fail(f"{flag} {value} was accepted")
+    assert not (tmp_path / "f").exists()
+
+
+# -- 5. one line, exit code and summary.json for every failure ------------------------------------------
+
+@pytest.mark.timeout(300)
+def test_actor_crash_loop_ends_in_one_line_and_a_summary(tmp_path):
+    run_dir = tmp_path / "loop"
+    q = run_cmd(tmp_path, ["--name", "loop", "--total-steps", str(10**9), "--debug-crash-at-step", "3",
+                           "--max-crashes-per-minute", "0"])
+    assert q.returncode == 1, (q.returncode, q.stderr[-3000:])
+    assert_one_line_failure(q.stderr, "crashes within a minute", "actor 0", "injected env failure")
+    import json
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"].startswith("failed") and "crashes within a minute" in summary["error"]
+    ckpts = checkpoint_files(run_dir)
+    assert "ckpt-000000000.pt" not in [f.name for f in ckpts], "an untrained checkpoint was written"
+    if summary["updates"] == 0:
+        assert not ckpts
+    assert_checkpoints_loadable_and_finite(run_dir)
+
+
+def _flaky_torch_save(real_save, good):
+    """torch.save that works ``good`` times, then fails like PyTorch's writer on a full disk:
+    some bytes reach the file, then a RuntimeError."""
+    calls = {"n": 0}
+
+    def save(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] <= good:
+            return real_save(obj, f, *a, **k)
+        f.write(b"PK\x03\x04" + b"\0" * 4096)
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1133440 vs 1133392")
+    return save
+
+
+@pytest.mark.timeout(300)
+def test_disk_full_during_a_checkpoint_fault_injected(tmp_path, monkeypatch, capsys):
+    import json
+    import learner.checkpoint as ck
+    from launch.train import main
+    monkeypatch.setattr(ck.torch, "save", _flaky_torch_save(torch.save, good=1))
+    code = main(["--runs-dir", str(tmp_path), *BASE, "--name", "full", "--total-steps", str(10**9),
+                 "--checkpoint-interval-s", "0.3"])
+    err = capsys.readouterr().err
+    assert code == 1
+    line = assert_one_line_failure(err, "cannot write checkpoint", "unexpected pos")
+    run_dir = tmp_path / "full"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"].startswith("failed") and summary["error"] in line
+    files = checkpoint_files(run_dir)
+    assert len(files) == 1 and summary["checkpoint"] == files[0].name
+    assert_checkpoints_loadable_and_finite(run_dir)
+    assert not list((run_dir / "checkpoints").glob(".ckpt-*.tmp")), "a temporary file was left behind"
+
+
+def _can_mount_tmpfs():
+    import shutil
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt || "
+                               "mount -t tmpfs -o size=64k tmpfs /tmp"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _in_tmpfs(mount_point, options):
+    return ["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o {options} tmpfs "$0" && exec "$@"',
+            str(mount_point)]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and tmpfs in a user namespace")
+def test_disk_full_on_a_small_tmpfs(tmp_path):
+    import json
+    runs = tmp_path / "small"
+    runs.mkdir()
+    q = run_cmd(runs, ["--name", "full", "--total-steps", str(10**9), "--checkpoint-interval-s", "0.3",
+                       "--keep-checkpoints", "0"], prefix=_in_tmpfs(runs, "size=400k"))
+    # the tmpfs is gone with the namespace: everything below is checked from what the run printed
+    assert q.returncode == 1, (q.returncode, q.stderr[-3000:])
+    assert_one_line_failure(q.stderr, "No space left on device")
+    assert "failed" in q.stdout
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and tmpfs in a user namespace")
+def test_read_only_runs_dir_is_one_line_exit_2(tmp_path):
+    runs = tmp_path / "ro"
+    runs.mkdir()
+    q = run_cmd(runs, ["--name", "x", "--total-steps", "100"], prefix=_in_tmpfs(runs, "ro,size=64k"), timeout=120)
+    assert q.returncode == 2, (q.returncode, q.stderr[-3000:])
+    assert_one_line_failure(q.stderr, "cannot create the run directory", "read-only")
+
+
+def test_runs_dir_that_is_a_file_and_a_too_long_name_are_one_line_exit_2(tmp_path, capsys):
+    from launch.train import main
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["--runs-dir", str(f), "--name", "x", "--env", "memory"]) == 2
+    assert_one_line_failure(capsys.readouterr().err, "cannot create the run directory", "afile")
+    assert main(["--runs-dir", str(tmp_path), "--name", "n" * 300, "--env", "memory"]) == 2
+    assert_one_line_failure(capsys.readouterr().err, "--name", "300 bytes")
+    assert f.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+# -- 6. smaller traps ------------------------------------------------------------------------------------
+
+def test_random_bytes_checkpoint_never_suggests_the_unsafe_load(tmp_path):
+    from learner.checkpoint import CheckpointError, load_checkpoint_file
+    p = tmp_path / "ckpt-000000001.pt"
+    p.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint_file(p)
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_readers_of_a_run_say_using_not_resuming_and_move_nothing(tmp_path, caplog):
+    from learner.checkpoint import list_checkpoints, load_latest, save_checkpoint
+    save_checkpoint(tmp_path, {"marker": 1}, 1)
+    (tmp_path / "checkpoints" / "ckpt-000000002.pt").write_bytes(b"torn")
+    with caplog.at_level("WARNING"):
+        payload, path = load_latest(tmp_path)
+    assert payload["marker"] == 1 and "resuming" not in caplog.text and "using ckpt-000000001.pt" in caplog.text
+    assert len(list_checkpoints(tmp_path)) == 2
+
+
+def test_resume_of_a_run_without_checkpoint_starts_it(tmp_path, caplog):
+    """A run killed before its first checkpoint: config.json and some log rows, no checkpoint."""
+    from launch.train import main
+    run_dir = tmp_path / "early"
+    run_dir.mkdir()
+    from launch.config import TrainConfig, save_config
+    save_config(TrainConfig(), run_dir / "config.json")
+    (run_dir / "logs.csv").write_text("step,time\n40,1.0\n80,2.0\n")
+    with caplog.at_level("WARNING"):
+        code = main(["--runs-dir", str(tmp_path), "--name", "early", "--resume", *BASE, "--total-steps", "120"])
+    assert code == 0
+    assert "has no checkpoint yet" in caplog.text and "starting it from the beginning" in caplog.text
+    import json
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert checkpoint_files(run_dir)
+    assert log_steps(run_dir / "logs-after-0.csv") == [40, 80]
