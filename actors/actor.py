@@ -1,6 +1,6 @@
 """The actor: step a vectorised env with the policy and write unrolls.
 
-Data flow (DESIGN.md section 2)::
+Data flow (docs/design.md#data-conventions)::
 
     env.step(action) -> obs, reward, done -> policy.act -> action, logits, baseline
                      -> entry t of the unroll (entry 0 = entry T of the last unroll)

@@ -11,7 +11,7 @@ Entry ``t`` of a row holds ``obs_t``, ``reward_t`` (received on arriving at
 policy's outputs computed on ``obs_t``: ``action_t``, ``policy_logits_t``,
 ``baseline_t``. Entry 0 of unroll k+1 is entry T of unroll k (torchbeast).
 ``initial_core_state`` holds, per row, the core state right before entry 0: one
-state per unroll, never one per step (DESIGN.md section 2).
+state per unroll, never one per step (docs/design.md#data-conventions).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 IMPALA (Espeholt et al., ICML 2018) runs the policy in every actor. With the
 fast-weight agents of Irie et al. (NeurIPS 2021, ICML 2022) on a GPU learner that
-leaves the device idle while the CPUs run the IMPALA encoder (DESIGN.md section 8),
+leaves the device idle while the CPUs run the IMPALA encoder (docs/design.md#measured-costs),
 so this module moves acting onto the learner's device, as SEED RL does (Espeholt et
 al., ICLR 2020): actors only step their envs and ask an :class:`InferenceServer`
 for actions.
@@ -18,7 +18,7 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
 
 * The core state of every env row stays resident on the device (``state[name]``
   ``[num_actors * E, ...]``); the agent resets rows whose ``done`` is set before the
-  step (DESIGN.md section 2). Nothing is copied between processes per step except
+  step (docs/design.md#data-conventions). Nothing is copied between processes per step except
   the observations in and the three outputs out, through shared memory: the socket
   only carries one-byte wake-ups.
 * ``state_snapshot()`` (once per unroll) copies the actor's rows of the resident

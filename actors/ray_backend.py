@@ -19,7 +19,7 @@ Data flow::
                  -> ({key: [T+1, B, ...]}, {name: [B, ...]}, {"policy_versions": [B]})
 
 Every unroll carries its ``initial_core_state`` (the fast-weight state copy,
-DESIGN.md section 2) and the parameter version it was acted with, so the trainer logs
+docs/design.md#data-conventions) and the parameter version it was acted with, so the trainer logs
 the policy lag: learner updates between acting and learning. Arrays are numpy, which
 Ray's object store hands over without a copy; the learner copies each batch once.
 

@@ -1,4 +1,4 @@
-"""The memory-core contract (DESIGN.md section 3) and the core registry.
+"""The memory-core contract (docs/design.md#core-contract) and the core registry.
 
 A memory core maps a time-major sequence of features to a sequence of outputs while
 carrying a recurrent state::

@@ -1,4 +1,4 @@
-"""Observation encoders: observations -> feature vectors (DESIGN.md section 7).
+"""Observation encoders: observations -> feature vectors (docs/design.md#the-agent).
 
 * ``impala``: the IMPALA ResNet of Espeholt et al., "IMPALA: Scalable Distributed
   Deep-RL with Importance Weighted Actor-Learner Architectures", ICML 2018, as used

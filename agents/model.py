@@ -1,4 +1,4 @@
-"""The agent: encoder -> memory core -> policy and value heads (DESIGN.md section 7).
+"""The agent: encoder -> memory core -> policy and value heads (docs/design.md#the-agent).
 
 One model for every core: Irie et al., "A Modern Self-Referential Weight Matrix That
 Learns to Modify Itself", ICML 2022 (ProcGen, SRWM) and Irie et al., "Going Beyond

@@ -1,5 +1,5 @@
 """Atari 2600 games (Bellemare et al., "The Arcade Learning Environment", JAIR 2013) with
-the IMPALA preprocessing (Espeholt et al., 2018; DESIGN.md section 7): 84x84 grey frames,
+the IMPALA preprocessing (Espeholt et al., 2018; docs/design.md#atari): 84x84 grey frames,
 action repeat 4 with a max-pool over the last two frames, a stack of the last 4 frames,
 up to 30 no-op starts, a lost life ends the training episode but not the evaluation one.
 
@@ -9,7 +9,7 @@ Backend: ale-py's own vectorised ``ale_py.vector_env.AtariVectorEnv`` (a gymnasi
 gymnasium's ``AtariPreprocessing`` itself cannot run here: it needs ``opencv-python``,
 which is not a project dependency. One ``AtariVectorEnv`` per game present in the actor,
 autoreset mode SAME_STEP, so ``done[i]`` marks the first observation of a new episode and
-the reward returned with it is the last reward of the finished one (DESIGN.md section 2).
+the reward returned with it is the last reward of the finished one (docs/design.md#data-conventions).
 
 Episodes and returns:
 

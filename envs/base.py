@@ -1,6 +1,6 @@
 """The one vectorised environment interface every env family implements.
 
-``done[i]`` follows DESIGN.md section 2: true when ``obs[i]`` is the *first*
+``done[i]`` follows docs/design.md#data-conventions: true when ``obs[i]`` is the *first*
 observation of a new episode (the env was reset after the previous step). The
 reward returned with it is the last reward of the episode that just ended.
 

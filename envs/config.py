@@ -15,7 +15,7 @@ The spec string names a family and its tasks::
     counting   counting:EPISODE_LEN                     the deterministic counting test env
     pixel:see:64   pixel:recall:84:5                    pixel sanity tasks (envs.pixel_env)
 
-Level splits follow DESIGN.md section 7 (the SRWM paper's evaluation protocol, Irie
+Level splits follow docs/design.md#level-splits (the SRWM paper's evaluation protocol, Irie
 et al., ICML 2022): 200 levels each, starting at 0 (train), 1000, 1200, 1400 (test1-3).
 """
 
@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 INT32_MAX = 2**31 - 1
 
-# name -> (start_level, num_levels); DESIGN.md section 7.
+# name -> (start_level, num_levels); docs/design.md#level-splits.
 LEVEL_SPLITS: Dict[str, Tuple[int, int]] = {
     "train": (0, 200),
     "test1": (1000, 200),

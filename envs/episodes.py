@@ -1,6 +1,6 @@
 """Per-slot episode bookkeeping shared by every env family.
 
-Follows the done convention of DESIGN.md section 2: the reward returned together with
+Follows the done convention of docs/design.md#data-conventions: the reward returned together with
 ``done[i] = True`` is the last reward of the episode that just ended, so it is added to
 that episode's return before the episode is reported and the counters restart.
 """

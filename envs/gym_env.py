@@ -24,7 +24,7 @@ Actions: ``Discrete``. Any other space is refused in one line naming it.
 Vectorised with gymnasium's ``SyncVectorEnv`` in ``AutoresetMode.SAME_STEP``: when an
 episode ends (terminated or truncated) the env is reset within the same step, the
 returned observation is the first of the new episode (``done[i]`` true) and the reward
-is the last one of the finished episode (DESIGN.md section 2).
+is the last one of the finished episode (docs/design.md#data-conventions).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ One library env object per task present in the actor steps all of that task's sl
 in one ``act`` + ``observe`` call. gym3 semantics map directly onto ours: ``observe()``
 returns ``(reward, obs, first)`` where ``first[i]`` marks the first observation of a new
 episode and ``reward[i]`` is the reward of the previous action, i.e. the last reward of
-the finished episode when ``first[i]`` is set (DESIGN.md section 2).
+the finished episode when ``first[i]`` is set (docs/design.md#data-conventions).
 
 Observations are ``[N, 3, 64, 64]`` uint8, channels first. They are a zero-copy
 channels-first *view* of a fresh ``[N, 64, 64, 3]`` buffer (new every step, so it may

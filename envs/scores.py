@@ -1,4 +1,4 @@
-"""ProcGen normalised-score constants (DESIGN.md section 7).
+"""ProcGen normalised-score constants (docs/design.md#procgen-normalised-score).
 
 The normalised score of a mean return ``R`` is ``(R - R_min) / (R_max - R_min)``
 (Cobbe et al., "Leveraging Procedural Generation to Benchmark Reinforcement
@@ -8,7 +8,7 @@ never learns gets, ``R_max`` the best achievable return.
 Two named constant sets exist and a report must say which one it used:
 
 * ``train-procgen`` (the default): the constants of OpenAI's train-procgen code,
-  for ``easy`` and ``hard`` mode, exactly as listed in DESIGN.md section 7;
+  for ``easy`` and ``hard`` mode, exactly as listed in docs/design.md#procgen-normalised-score;
 * ``procgen-paper``: a copy said to follow the paper's table; it differs from
   ``train-procgen`` only in easy-mode jumper and leaper, whose ``R_min`` is 3.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Atari with the recurrent fast-weight paper's IMPALA settings (DESIGN.md section 7):
+# Atari with the recurrent fast-weight paper's IMPALA settings (docs/design.md#atari):
 # 84x84 grey, action repeat 4 with max-pool, stack of 4, 30 no-op starts, a lost life
 # ends the training episode, rewards clipped to [-1, 1], 48 actors, batch 32, unroll 50.
 # The five cores of that paper (Irie et al., NeurIPS 2021: --use_lstm, --use_lt, --use_delta,

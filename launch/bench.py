@@ -20,7 +20,7 @@ measures, each for ``--seconds`` after a warm-up:
    (1.0: every core busy, all the time, on work that became a training step).
 
 The IMPALA setup follows Espeholt et al., ICML 2018; the model is the SRWM paper's
-(Irie et al., ICML 2022; DESIGN.md section 7). Defaults: ProcGen 6-game easy, the
+(Irie et al., ICML 2022; docs/design.md#procgen-multi-task). Defaults: ProcGen 6-game easy, the
 paper's model, actors on all but one core (CPU) or all but two (GPU learner). On the
 CPU the batch defaults to 8 unrolls of 20 steps (the paper: 32 x 50, which takes
 seconds per update on a CPU; pass ``--batch-size 32 --unroll-length 50`` for it).

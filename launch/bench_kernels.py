@@ -21,7 +21,7 @@ unroll (inputs requiring grad, as in the learner) of:
 Columns: median milliseconds, the forward + backward speed-up over ``loop``, and the
 largest relative error of the output and of every gradient against the reference
 (a sanity check; detach-free gradients, so ``loop`` differs by design and shows
-``-``). Targets (DESIGN.md section 5 / the kernel issue): SRWM forward + backward at
+``-``). Targets (docs/design.md#kernels): SRWM forward + backward at
 least 20x faster than ``loop`` at B = 32, T = 50, d = 16; the Triton delta rule at
 least as fast as fla on the same shapes with resets. A summary line reports both.
 

@@ -2,8 +2,9 @@
 
 Every field becomes a command-line flag (``learning_rate`` -> ``--learning-rate``;
 booleans get ``--flag/--no-flag``) whose help text is the field's ``help`` metadata,
-grouped by component in ``--help``. Defaults are the SRWM paper's (DESIGN.md
-section 7). The whole config is saved as plain data in ``<run_dir>/config.json``.
+grouped by component in ``--help``. Defaults are the SRWM paper's
+(docs/design.md#procgen-multi-task). The whole config is saved as plain data in
+``<run_dir>/config.json``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluate a ProcGen run on the SRWM paper's four level splits (DESIGN.md section 7):
+# Evaluate a ProcGen run on the SRWM paper's four level splits (docs/design.md#level-splits):
 # train (levels 0-199), test1 (1000-1199), test2 (1200-1399), test3 (1400-1599),
 # every game the checkpoint was trained on, and print one table per split plus the
 # generalisation gap (train minus test).

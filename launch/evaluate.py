@@ -1,6 +1,6 @@
 """Evaluate a checkpoint: ``python -m launch.evaluate RUN_DIR_OR_CHECKPOINT [options]``.
 
-Plays ``--episodes`` episodes per game on each level split (DESIGN.md section 7:
+Plays ``--episodes`` episodes per game on each level split (docs/design.md#level-splits:
 train = levels 0-199, test1/test2/test3 = 200 levels from 1000/1200/1400), spread
 evenly over the split's levels, and reports per game the mean return, its standard
 error, a 95% confidence interval (normal approximation: mean +- 1.96 s.e.) and the
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="", help="output folder (default: <run_dir>/eval/<checkpoint>-<splits>-"
                                              "<greedy|sampled>-seed<S>)")
     g.add_argument("--score-constants", default=DEFAULT_SCORE_CONSTANTS, choices=sorted(SCORE_CONSTANTS),
-                   help="ProcGen normalisation constants (default: %(default)s, DESIGN.md section 7)")
+                   help="ProcGen normalisation constants (default: %(default)s, docs/design.md#procgen-normalised-score)")
     g.add_argument("--record", type=int, default=0,
                    help="record the first N episodes of each game and split as videos (default: 0)")
     g.add_argument("--video-format", default="auto", choices=("auto", "mp4", "gif"),

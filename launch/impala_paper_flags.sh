@@ -1,4 +1,4 @@
-# Sourced by the paper's launch scripts: the IMPALA settings they share (DESIGN.md section 7)
+# Sourced by the paper's launch scripts: the IMPALA settings they share (docs/design.md#reference-configurations)
 # and the environment overrides every script reads.
 #   NUM_ACTORS (48), ENVS_PER_ACTOR (1), DEVICE (auto), PYTHON (.venv/bin/python if present)
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SRWM paper's 6-game ProcGen easy multi-task setup (IMPALA, DESIGN.md section 7).
+# The SRWM paper's 6-game ProcGen easy multi-task setup (IMPALA, docs/design.md#procgen-easy-6-games).
 # Usage: launch/procgen_easy_multitask.sh CORE [extra launch.train flags...]
 # Environment overrides: NUM_ACTORS (48), ENVS_PER_ACTOR (1), TOTAL_STEPS (300000000),
 # DEVICE (auto), NAME (procgen-easy-CORE-<date>), PYTHON (.venv/bin/python if present).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The SRWM paper's 4-game ProcGen memory-mode multi-task setup: dodgeball, heist, maze,
-# miner, training levels 0-499 (DESIGN.md section 7).
+# miner, training levels 0-499 (docs/design.md#procgen-memory-4-games).
 # Usage: launch/procgen_memory_multitask.sh CORE [extra launch.train flags...]
 # Environment overrides: NUM_ACTORS (48), ENVS_PER_ACTOR (1), TOTAL_STEPS (300000000),
 # DEVICE (auto), NAME (procgen-memory-CORE-<date>), PYTHON.

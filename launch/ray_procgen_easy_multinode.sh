@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SRWM paper's 6-game ProcGen easy multi-task run (DESIGN.md section 7) with its actors
+# The SRWM paper's 6-game ProcGen easy multi-task run (docs/design.md#procgen-easy-6-games) with its actors
 # spread over a Ray cluster: the learner on the head (GPU) node, actors on every node.
 # See docs/ray.md for the details (token authentication, networking, failures).
 #

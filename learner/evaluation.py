@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on held-out levels: load, plan episodes, run them, summarise.
 
 The protocol is the SRWM paper's (Irie et al., "A Modern Self-Referential Weight
-Matrix That Learns to Modify Itself", ICML 2022; DESIGN.md section 7), itself
+Matrix That Learns to Modify Itself", ICML 2022; docs/design.md#level-splits), itself
 following ProcGen's (Cobbe et al., ICML 2020): train on levels 0-199, report the
 mean return on the 200-level splits test1/test2/test3 (seeds 1000, 1200, 1400) and
 the generalisation gap to the training split.

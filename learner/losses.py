@@ -10,8 +10,9 @@ With V-trace targets ``v_s`` and advantages ``A_s = rho_pg_s (r_s + gamma_s v_{s
 
 Reduction: following torchbeast, every loss is **summed** over time and batch
 (``reduction="sum"``, the default), so its scale grows with ``T * B`` and the
-learning rate and gradient clipping of the reference configurations (DESIGN.md
-section 7) assume that. ``reduction="mean"`` divides by ``T * B`` instead.
+learning rate and gradient clipping of the reference configurations
+(docs/design.md#reference-configurations) assume that. ``reduction="mean"`` divides by
+``T * B`` instead.
 
 Batch convention of :func:`impala_loss` (time-major; one unroll has T+1 entries,
 entry 0 of an unroll being entry T of the previous one). Entry ``t`` holds:

@@ -1,11 +1,11 @@
-"""Conformance suite for every registered memory core (DESIGN.md sections 2-4).
+"""Conformance suite for every registered memory core (docs/design.md#core-contract).
 
 Parametrised over ``list_cores()``, so a newly registered core inherits it, plus the
 example core of the README's "Adding a memory core" section (its code block is executed here, so doc
 and test cannot drift). Small sizes (hidden 16, 2 heads of 8, d_ff 32) in float64.
 
 The second half checks the fast-weight cores' layer equations against a naive
-per-step, per-row, per-head implementation written from DESIGN.md section 4.
+per-step, per-row, per-head implementation written from docs/design.md#core-equations.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def test_options_follow_the_paper_defaults():
 
 
 # ============================================================================ layer equations
-# A naive implementation of DESIGN.md section 4, one time step, batch row and head at a
+# A naive implementation of docs/design.md#core-equations, one time step, batch row and head at a
 # time, reading the core's parameters; it shares no code with agents/cores or the kernels.
 
 def _ln(layer_norm, h):

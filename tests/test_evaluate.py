@@ -78,7 +78,7 @@ def read_rows(path):
 # -- pure pieces against hand-computed numbers --------------------------------------------
 
 def test_normalised_scores_hand_computed():
-    # (R - R_min) / (R_max - R_min) with DESIGN.md section 7's constants, worked by hand
+    # (R - R_min) / (R_max - R_min) with the constants of docs/design.md#procgen-normalised-score, worked by hand
     assert normalised_score(20.5, "bigfish", "easy") == pytest.approx(0.5)          # (20.5-1)/39
     assert normalised_score(18.25, "starpilot", "hard") == pytest.approx(0.5)       # (18.25-1.5)/33.5
     assert normalised_score(-1.5, "fruitbot", "easy") == pytest.approx(0.0)

@@ -1,4 +1,4 @@
-"""Float64 ``torch.autograd.gradcheck`` of the reference fast-weight ops (DESIGN.md section 4-5).
+"""Float64 ``torch.autograd.gradcheck`` of the reference fast-weight ops (docs/design.md#kernels).
 
 The Triton kernels are tested against the gradients of these references
 (tests/test_triton_kernels.py), so the references' own gradients must be right: here
@@ -160,7 +160,7 @@ def test_srwm_detach_each_step_equals_per_step_loop(pattern):
     got, want = _grads(y, inputs), _grads(y_loop, inputs)
     for name, a, b in zip(["x"] + [f"W_{n}" for n in SRWM_KEYS] + [f"dW_{n}" for n in SRWM_KEYS], got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14, msg=f"gradient of {name}")
-    # and, as DESIGN.md says, W^q, W^k, W^b learn nothing in this mode
+    # and, as docs/design.md#gradient-through-the-state says, W^q, W^k, W^b learn nothing in this mode
     for n in ("q", "k", "b"):
         assert torch.equal(got[1 + SRWM_KEYS.index(n)], torch.zeros_like(W[n]))
 

@@ -1,4 +1,4 @@
-"""Encoders and the Agent (agents/encoders.py, agents/model.py; DESIGN.md section 7).
+"""Encoders and the Agent (agents/encoders.py, agents/model.py; docs/design.md#the-agent).
 
 Observation layouts: ProcGen [3, 64, 64] uint8 (15 actions), Atari [4, 84, 84] uint8
 (6 actions), vectors [8] float32. Encoders are checked against functional

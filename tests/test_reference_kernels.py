@@ -1,5 +1,5 @@
 """The PyTorch reference fast-weight ops (agents/kernels/reference.py) against hand-worked
-numbers and an independent scalar-Python loop (DESIGN.md section 4), plus gradchecks.
+numbers and an independent scalar-Python loop (docs/design.md#core-equations), plus gradchecks.
 
 The scalar loops below use plain Python floats and ``math`` only, one (batch, head)
 at a time, so they share no code (and no broadcasting conventions) with the ops.

@@ -1,5 +1,5 @@
 """The fused Triton kernels (agents/kernels/triton_delta.py, triton_srwm.py) against the
-PyTorch reference ops: outputs, final states and every gradient (DESIGN.md section 5).
+PyTorch reference ops: outputs, final states and every gradient (docs/design.md#kernels).
 
 How the kernels run on a CPU-only CI machine: Triton's interpreter (``TRITON_INTERPRET=1``)
 executes the kernels on CPU tensors through numpy. ``@triton.jit`` decides at

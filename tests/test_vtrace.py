@@ -1,6 +1,6 @@
 """V-trace (learner/vtrace.py) against a slow numpy double loop over the paper's sum formula.
 
-Espeholt et al. 2018, eq. (1) with per-step discounts (DESIGN.md section 6):
+Espeholt et al. 2018, eq. (1) with per-step discounts (docs/design.md#v-trace):
 ``v_s = V(x_s) + sum_{t=s}^{T-1} (prod_{i=s}^{t-1} gamma_i c_i) rho_t (r_t + gamma_t V(x_{t+1}) - V(x_t))``.
 """
 

@@ -1,4 +1,4 @@
-"""DeltaNet core: fast weights updated by the delta rule (DESIGN.md section 4).
+"""DeltaNet core: fast weights updated by the delta rule (docs/design.md#deltanet).
 
 Schlag, Irie and Schmidhuber, "Linear Transformers Are Secretly Fast Weight
 Programmers", ICML 2021; used as an RL memory in Irie et al., "Going Beyond Linear

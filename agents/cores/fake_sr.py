@@ -1,4 +1,4 @@
-"""'Fake SR' core: the SRWM ablation without self-reference (DESIGN.md section 4).
+"""'Fake SR' core: the SRWM ablation without self-reference (docs/design.md#fake-sr).
 
 Irie et al., "A Modern Self-Referential Weight Matrix That Learns to Modify Itself",
 ICML 2022, ablation: each head applies its own learned d x d matrix to the layer

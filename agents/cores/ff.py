@@ -1,4 +1,4 @@
-"""Feed-forward core: no memory (the baseline of DESIGN.md section 4).
+"""Feed-forward core: no memory (docs/design.md#feed-forward).
 
 The "feed-forward" baseline of Irie et al., ICML 2022 and NeurIPS 2021: the core is a
 single ``ReLU(Linear(input_size, hidden_size))``; each step sees only its own input.

@@ -1,4 +1,4 @@
-"""Pieces shared by the fast-weight cores (DESIGN.md section 4).
+"""Pieces shared by the fast-weight cores (docs/design.md#shared-layer-layout).
 
 The Transformer-style cores of the IDSIA RL code (Schlag et al. 2021, "Linear
 Transformers Are Secretly Fast Weight Programmers"; Irie et al. 2021, "Going Beyond

@@ -1,4 +1,4 @@
-"""Linear Transformer core: purely additive fast weights (DESIGN.md section 4).
+"""Linear Transformer core: purely additive fast weights (docs/design.md#linear-transformer).
 
 Katharopoulos et al., "Transformers are RNNs", ICML 2020, in the fast-weight form of
 Schlag et al., ICML 2021 (the RL baseline of Irie et al., NeurIPS 2021). The DeltaNet

@@ -1,4 +1,4 @@
-"""LSTM core (Hochreiter and Schmidhuber 1997), the recurrent baseline of DESIGN.md section 4.
+"""LSTM core (Hochreiter and Schmidhuber 1997), the recurrent baseline (docs/design.md#lstm).
 
 One layer of ``nn.LSTM`` fed with the core input directly (no input projection), as
 in torchbeast's IMPALA agent and the LSTM baseline of Irie et al., ICML 2022 (256

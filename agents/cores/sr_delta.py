@@ -1,4 +1,4 @@
-"""SR-Delta core: an SRWM that programs a DeltaNet fast memory (DESIGN.md section 4).
+"""SR-Delta core: an SRWM that programs a DeltaNet fast memory (docs/design.md#sr-delta).
 
 Used in the memory-mode ProcGen experiments of Irie et al., "A Modern
 Self-Referential Weight Matrix That Learns to Modify Itself", ICML 2022. Per head,

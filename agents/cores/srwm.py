@@ -1,4 +1,4 @@
-"""SRWM core: the modern self-referential weight matrix (DESIGN.md section 4).
+"""SRWM core: the modern self-referential weight matrix (docs/design.md#srwm).
 
 Irie, Schlag, Csordas and Schmidhuber, "A Modern Self-Referential Weight Matrix That
 Learns to Modify Itself", ICML 2022. Per head (head size d), from the layer input h_t::

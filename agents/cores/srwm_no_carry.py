@@ -1,4 +1,4 @@
-"""SRWM without carry-over (ablation of Irie et al., ICML 2022, DESIGN.md section 4).
+"""SRWM without carry-over (ablation of Irie et al., ICML 2022; docs/design.md#srwm-without-carry-over).
 
 The SRWM core of :mod:`agents.cores.srwm` whose fast-weight differences are reset at
 the start of every unroll instead of being carried from one unroll to the next.

@@ -1,6 +1,6 @@
 """Slow, obviously correct per-step references of the fast-weight ops.
 
-These loops follow DESIGN.md section 4 line by line; the Triton kernels in this
+These loops follow docs/design.md#core-equations line by line; the Triton kernels in this
 package are tested against them (outputs, final states and every gradient).
 
 Conventions (per head, rows of a weight matrix are its outputs):
