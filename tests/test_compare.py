@@ -94,7 +94,9 @@ def test_tiny_compare_killed_resumed_then_not_retrained(tmp_path, capsys):
                          stderr=subprocess.DEVNULL)
     runs = tmp_path / "tiny" / "runs"
     deadline = time.time() + 300
-    while time.time() < deadline and not summaries(tmp_path):
+    finished = lambda: [n for n in summaries(tmp_path)       # summary.json says "running" from the start
+                        if '"finished"' in (runs / n / "summary.json").read_text()]
+    while time.time() < deadline and not finished():
         assert p.poll() is None, "compare ended before it could be killed"
         time.sleep(0.1)
     p.send_signal(signal.SIGKILL)

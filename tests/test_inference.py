@@ -539,10 +539,11 @@ def test_bad_input_is_refused_with_a_clear_error():
         with pytest.raises(ValueError, match="architecture"):
             server.update_params(make_agent("srwm"), 1)
         # a forward that fails answers with an error instead of hanging the actor
-        bad = np.full((3, OBS_DIM), np.nan, np.float32)
-        server.agent.policy.weight.data[:] = float("nan")
-        with pytest.raises(InferenceServerError):
-            c.act(bad, np.zeros(3), np.ones(3, bool), np.zeros(3, np.int64))
+        def failing_forward(*args, **kwargs):
+            raise RuntimeError("planted failure in the policy's forward")
+        server.agent.forward = failing_forward
+        with pytest.raises(InferenceServerError, match="planted failure"):
+            c.act(*make_inputs(np.random.default_rng(1), 3))
 
 
 # ---------------------------------------------------------------------------------------
