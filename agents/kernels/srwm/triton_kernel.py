@@ -187,20 +187,26 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
         p_x = x_ptr + (t0 * B * H + i_bh) * D + rd
         p_reset = reset_ptr + t0 * B + i_b
         p_s = p_scr
-        for s in range(n):
+        for _ in range(n - 1):
             Ay, Aq, Ak, Ab, Wy, Wq, Wk, Wb = srwm_weights(tl.load(p_reset) != 0, Ay, Aq, Ak, Ab,
                                                           p_sy, p_sq, p_sk, p_sb, m_yd, m_dd, m_4d, ACC)
             tl.store(p_s + c_y, Wy)
             tl.store(p_s + c_q, Wq)
             tl.store(p_s + c_k, Wk)
             tl.store(p_s + c_b, Wb)
-            if s < n - 1:                        # the chunk's last write is not needed
-                x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)
-                q_t, k_t, b_t, b0, b1, b2, b3, d_t, ey, e_q, e_k, e_b = srwm_reads(Wy, Wq, Wk, Wb, x_t, md, r4)
-                Ay, Aq, Ak, Ab = srwm_write(Ay, Aq, Ak, Ab, k_t, b0, b1, b2, b3, ey, e_q, e_k, e_b)
-                p_x += B * H * D
-                p_reset += B
-                p_s += SZ
+            x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)
+            q_t, k_t, b_t, b0, b1, b2, b3, d_t, ey, e_q, e_k, e_b = srwm_reads(Wy, Wq, Wk, Wb, x_t, md, r4)
+            Ay, Aq, Ak, Ab = srwm_write(Ay, Aq, Ak, Ab, k_t, b0, b1, b2, b3, ey, e_q, e_k, e_b)
+            p_x += B * H * D
+            p_reset += B
+            p_s += SZ
+        # the chunk's last step: its weights only (its write is not needed)
+        Ay, Aq, Ak, Ab, Wy, Wq, Wk, Wb = srwm_weights(tl.load(p_reset) != 0, Ay, Aq, Ak, Ab,
+                                                      p_sy, p_sq, p_sk, p_sb, m_yd, m_dd, m_4d, ACC)
+        tl.store(p_s + c_y, Wy)
+        tl.store(p_s + c_q, Wq)
+        tl.store(p_s + c_k, Wk)
+        tl.store(p_s + c_b, Wb)
         tl.debug_barrier()   # the reverse pass reads scratch written by other threads
 
         # (2) back-propagate through the chunk's steps in reverse
