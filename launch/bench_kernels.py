@@ -8,10 +8,11 @@ unroll (inputs requiring grad, as in the learner) of:
 
 * ``loop``: how the original IDSIA learner ran, the reference op called with T = 1 from
   a Python loop, the state detached after every step;
-* ``reference``: the whole-unroll PyTorch reference (:mod:`agents.kernels.reference`);
+* ``reference``: the whole-unroll PyTorch reference (``backend="reference"``, the
+  ``reference.py`` of each op's folder in ``agents/kernels/``);
 * ``torch``: the whole-unroll PyTorch ops with hand-written backward
-  (:mod:`agents.kernels.torch_fused`, the CPU backend of ``auto``) when present;
-* ``triton``: the fused kernels of this package (one launch per unroll);
+  (``backend="torch"``, each op's ``torch_fused.py``, the CPU backend of ``auto``);
+* ``triton``: the fused kernels (``backend="triton"``, one launch per unroll);
 * ``fla``: flash-linear-attention's ``fused_recurrent_delta_rule`` (delta rule only,
   when installed), with the resets given as ``cu_seqlens`` boundaries (each batch row
   cut into episodes, all flattened into one varlen batch; the layout change is done
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import math
 import os
 import re
@@ -50,11 +50,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import torch
 
-SRWM_KEYS = ("y", "q", "k", "b")
+from launch.bench_kernels_ops import OPS, impl
 
 
 # ----------------------------------------------------------------------------- command line
@@ -69,7 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="where to run (default: cuda when present, else explain and exit 0)")
     p.add_argument("--ops", nargs="+", choices=tuple(OPS), default=["delta", "srwm", "gated"],
                    help="ops to time: delta, srwm, gated (delta rule with a per-step decay alpha), "
-                        "rec_delta, delta_rnn (the recurrent ops of RDN and the Delta RNN)")
+                        "linear (linear attention), rec_delta, delta_rnn (the recurrent ops of RDN and "
+                        "the Delta RNN)")
     p.add_argument("--T", nargs="+", type=int, default=None, help="unroll lengths (GPU default: 50 80)")
     p.add_argument("--B", nargs="+", type=int, default=None, help="batch sizes (GPU default: 32 128 256)")
     p.add_argument("--H", type=int, default=8, help="heads (default 8)")
@@ -111,267 +112,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.interpret and args.device != "cpu":
         p.error("--interpret needs --device cpu")
     return args
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def make_resets(T: int, B: int, density: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(T, B, generator=gen) < density                              # bool [T, B]
-
-
-def make_delta_inputs(T, B, H, D, density, device, seed):
-    gen = torch.Generator().manual_seed(seed)
-    tensors = {
-        "q": torch.softmax(torch.randn(T, B, H, D, generator=gen), -1),           # [T, B, H, D]
-        "k": torch.softmax(torch.randn(T, B, H, D, generator=gen), -1),           # [T, B, H, D]
-        "v": torch.randn(T, B, H, D, generator=gen),                              # [T, B, H, D]
-        "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),               # [T, B, H]
-        "state": 0.1 * torch.randn(B, H, D, D, generator=gen),                    # [B, H, D, D]
-    }
-    reset = make_resets(T, B, density, gen).to(device)
-    return {n: t.to(device).requires_grad_(True) for n, t in tensors.items()}, reset
-
-
-def make_srwm_inputs(T, B, H, D, density, device, seed):
-    gen = torch.Generator().manual_seed(seed)
-    rows = {"y": D, "q": D, "k": D, "b": 4}
-    tensors = {"x": torch.softmax(torch.randn(T, B, H, D, generator=gen), -1)}    # [T, B, H, D]
-    for n in SRWM_KEYS:
-        tensors[f"W_{n}"] = torch.randn(H, rows[n], D, generator=gen) / math.sqrt(D)   # [H, rows, D]
-    for n in SRWM_KEYS:
-        tensors[f"delta_{n}"] = 0.01 * torch.randn(B, H, rows[n], D, generator=gen)   # [B, H, rows, D]
-    reset = make_resets(T, B, density, gen).to(device)
-    return {n: t.to(device).requires_grad_(True) for n, t in tensors.items()}, reset
-
-
-# ----------------------------------------------------------------------------- implementations
-# Each returns (out [T, B, H, Dv], final state dict) for a dict of inputs.
-
-
-def _delta_args(a):
-    return a["q"], a["k"], a["v"], a["beta"], a["state"]
-
-
-def _srwm_args(a):
-    return a["x"], {n: a[f"W_{n}"] for n in SRWM_KEYS}, {n: a[f"delta_{n}"] for n in SRWM_KEYS}
-
-
-def delta_impl(name: str) -> Optional[Callable]:
-    from agents.kernels import reference
-    if name == "loop":
-        def run(a, reset):
-            q, k, v, beta, S = _delta_args(a)
-            outs = []
-            for t in range(q.shape[0]):
-                o, S = reference.delta_rule_reference(q[t:t + 1], k[t:t + 1], v[t:t + 1], beta[t:t + 1],
-                                                      S, reset[t:t + 1])
-                outs.append(o)
-                S = S.detach()
-            return torch.cat(outs), {"S": S}
-        return run
-    if name == "reference":
-        return lambda a, reset: _wrap_delta(reference.delta_rule_reference(*_delta_args(a), reset))
-    if name == "torch":
-        try:
-            from agents.kernels.torch_fused import delta_rule_torch
-        except ImportError:
-            return None
-        return lambda a, reset: _wrap_delta(delta_rule_torch(*_delta_args(a), reset))
-    if name == "triton":
-        from agents.kernels.triton_delta import delta_rule_triton
-        return lambda a, reset: _wrap_delta(delta_rule_triton(*_delta_args(a), reset))
-    if name in ("fla", "fla-chunk"):
-        return fla_impl(chunk=name == "fla-chunk")
-    raise ValueError(f"unknown implementation {name!r}")
-
-
-def _wrap_delta(res):
-    return res[0], {"S": res[1]}
-
-
-def srwm_impl(name: str) -> Optional[Callable]:
-    from agents.kernels import reference
-    if name == "loop":
-        def run(a, reset):
-            x, W, dW = _srwm_args(a)
-            ys = []
-            for t in range(x.shape[0]):
-                y, dW = reference.srwm_reference(x[t:t + 1], W, dW, reset[t:t + 1])
-                ys.append(y)
-                dW = {n: m.detach() for n, m in dW.items()}
-            return torch.cat(ys), dW
-        return run
-    if name == "reference":
-        return lambda a, reset: reference.srwm_reference(*_srwm_args(a), reset)
-    if name == "torch":
-        try:
-            from agents.kernels.torch_fused import srwm_torch
-        except ImportError:
-            return None
-        return lambda a, reset: srwm_torch(*_srwm_args(a), reset)
-    if name == "triton":
-        from agents.kernels.triton_srwm import srwm_triton
-        return lambda a, reset: srwm_triton(*_srwm_args(a), reset)
-    return None                                      # fla has no SRWM
-
-
-def make_gated_inputs(T, B, H, D, density, device, seed):
-    inputs, reset = make_delta_inputs(T, B, H, D, density, device, seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    alpha = torch.sigmoid(3 + torch.randn(T, B, H, generator=gen))                # [T, B, H], near 1
-    inputs["alpha"] = alpha.to(device).requires_grad_(True)
-    return inputs, reset
-
-
-def make_rec_delta_inputs(T, B, H, D, density, device, seed):
-    gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
-    tensors = {"q": r(T, B, H, D), "k": r(T, B, H, D), "v": r(T, B, H, D), "beta": r(T, B, H),
-               "R_q": r(H, D, D) / math.sqrt(D), "R_k": r(H, D, D) / math.sqrt(D),
-               "R_v": r(H, D, D) / math.sqrt(D), "r_b": r(H, D) / math.sqrt(D),
-               "S": 0.1 * r(B, H, D, D), "y": 0.1 * r(B, H, D)}
-    reset = make_resets(T, B, density, gen).to(device)
-    return {n: t.to(device).requires_grad_(True) for n, t in tensors.items()}, reset
-
-
-def make_delta_rnn_inputs(T, B, H, D, density, device, seed):
-    gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
-    tensors = {"z": r(T, B, H, D), "k": torch.softmax(r(T, B, H, D), -1), "v": r(T, B, H, D),
-               "beta": torch.sigmoid(r(T, B, H)), "R": 0.1 * r(B, H, D, D), "y": 0.1 * r(B, H, D)}
-    reset = make_resets(T, B, density, gen).to(device)
-    return {n: t.to(device).requires_grad_(True) for n, t in tensors.items()}, reset
-
-
-def _loop(step, state_names):
-    """The per-step loop of the original learner for a whole-unroll op ``step(a_t, state, reset_t)``."""
-    def run(a, reset):
-        state = {n: a[n] for n in state_names}
-        outs = []
-        for t in range(reset.shape[0]):
-            a_t = {n: (x[t:t + 1] if x.dim() >= 3 and x.shape[:2] == reset.shape else x) for n, x in a.items()}
-            o, state = step(a_t, state, reset[t:t + 1])
-            outs.append(o)
-            state = {n: x.detach() for n, x in state.items()}
-        return torch.cat(outs), state
-    return run
-
-
-def gated_impl(name: str) -> Optional[Callable]:
-    from agents.kernels import reference
-
-    def args(a):
-        return (a["q"], a["k"], a["v"], a["beta"], a["state"])
-
-    if name == "loop":
-        def step(a, st, r):
-            o, S = reference.delta_rule_reference(a["q"], a["k"], a["v"], a["beta"], st["state"], r, alpha=a["alpha"])
-            return o, {"state": S}
-        return _loop(step, ["state"])
-    if name == "reference":
-        return lambda a, reset: _wrap_delta(reference.delta_rule_reference(*args(a), reset, alpha=a["alpha"]))
-    if name == "torch":
-        from agents.kernels.torch_fused import delta_rule_torch
-        return lambda a, reset: _wrap_delta(delta_rule_torch(*args(a), reset, alpha=a["alpha"]))
-    if name == "triton":
-        from agents.kernels.triton_delta import delta_rule_triton
-        return lambda a, reset: _wrap_delta(delta_rule_triton(*args(a), reset, alpha=a["alpha"]))
-    return None                                      # fla's gated rule is not wired up here
-
-
-def rec_delta_impl(name: str) -> Optional[Callable]:
-    from agents.kernels import reference, torch_fused
-    fn = {"loop": reference.rec_delta_reference, "reference": reference.rec_delta_reference,
-          "torch": torch_fused.rec_delta_torch}.get(name)
-    if name == "triton":
-        from agents.kernels.triton_rec_delta import rec_delta_triton
-        fn = rec_delta_triton
-    if fn is None:
-        return None                                  # fla has no RDN
-
-    def step(a, state, reset):
-        R = {"q": a["R_q"], "k": a["R_k"], "v": a["R_v"], "b": a["r_b"]}
-        return fn(a["q"], a["k"], a["v"], a["beta"], R, state, reset)
-
-    if name == "loop":
-        return _loop(step, ["S", "y"])
-    return lambda a, reset: step(a, {"S": a["S"], "y": a["y"]}, reset)
-
-
-def delta_rnn_impl(name: str) -> Optional[Callable]:
-    from agents.kernels import reference, torch_fused
-    fn = {"loop": reference.delta_rnn_reference, "reference": reference.delta_rnn_reference,
-          "torch": torch_fused.delta_rnn_torch}.get(name)
-    if name == "triton":
-        from agents.kernels.triton_delta_rnn import delta_rnn_triton
-        fn = delta_rnn_triton
-    if fn is None:
-        return None                                  # fla has no Delta RNN
-
-    def step(a, state, reset):
-        return fn(a["z"], a["k"], a["v"], a["beta"], state, reset)
-
-    if name == "loop":
-        return _loop(step, ["R", "y"])
-    return lambda a, reset: step(a, {"R": a["R"], "y": a["y"]}, reset)
-
-
-def fla_impl(chunk: bool) -> Optional[Callable]:
-    """flash-linear-attention's delta rule with resets as varlen (cu_seqlens) boundaries."""
-    try:
-        if chunk:
-            from fla.ops.delta_rule import chunk_delta_rule as fla_fn
-        else:
-            from fla.ops.delta_rule import fused_recurrent_delta_rule as fla_fn
-    except Exception:
-        return None
-    params = inspect.signature(fla_fn).parameters
-
-    def prepare(a, reset):
-        """Flatten [T, B] into episodes: one varlen batch of B*T tokens (row-major by b)."""
-        q, k, v, beta, S0 = (t.detach() for t in _delta_args(a))
-        T, B, H, D = q.shape
-        starts = reset.clone()
-        starts[0] = True                                             # every row starts a sequence
-        flat_starts = starts.t().reshape(-1).nonzero().flatten()     # token index b*T + t
-        cu = torch.cat([flat_starts, flat_starts.new_tensor([B * T])]).long()     # [N + 1]
-        N = flat_starts.numel()
-        row_of = flat_starts // T
-        first = (flat_starts % T) == 0
-        h0 = torch.zeros(N, H, D, D, device=q.device, dtype=torch.float32)
-        use_s0 = first & ~reset[0][row_of]
-        h0[use_s0] = S0[row_of[use_s0]].float()
-        last_seg = torch.searchsorted(flat_starts, torch.arange(B, device=q.device) * T + T - 1, right=True) - 1
-
-        def bt(t):                                                   # [T, B, ...] -> [1, B*T, ...]
-            return t.transpose(0, 1).reshape(1, B * T, *t.shape[2:]).contiguous().requires_grad_(True)
-
-        return dict(q=bt(q), k=bt(k), v=bt(v), beta=bt(beta), h0=h0.requires_grad_(True), cu=cu,
-                    T=T, B=B, last_seg=last_seg)
-
-    def run(p):
-        kw = dict(q=p["q"], k=p["k"], v=p["v"], beta=p["beta"], scale=1.0, initial_state=p["h0"],
-                  output_final_state=True, cu_seqlens=p["cu"])
-        if "head_first" in params:
-            kw["head_first"] = False
-        o, ht = fla_fn(**kw)
-        T, B = p["T"], p["B"]
-        out = o.reshape(B, T, *o.shape[2:]).transpose(0, 1)           # [T, B, H, D]
-        return out, {"S": ht[p["last_seg"]]}
-
-    run.prepare = prepare
-    return run
-
-
-#: op -> (input maker, implementation getter)
-OPS = {
-    "delta": (make_delta_inputs, delta_impl),
-    "srwm": (make_srwm_inputs, srwm_impl),
-    "gated": (make_gated_inputs, gated_impl),
-    "rec_delta": (make_rec_delta_inputs, rec_delta_impl),
-    "delta_rnn": (make_delta_rnn_inputs, delta_rnn_impl),
-}
 
 
 # ----------------------------------------------------------------------------- timing
@@ -430,17 +170,16 @@ def max_rel_error(run, prepared, leaves, reset, ref_out, ref_grads, g, fla: bool
 
 
 def bench_shape(op, T, B, H, D, density, impls, args, device) -> List[dict]:
-    make, get = OPS[op]
-    inputs, reset = make(T, B, H, D, density, device, args.seed)
+    inputs, reset = OPS[op](T, B, H, D, density, device, args.seed)
     leaves = list(inputs.values())
-    ref = get("reference")
+    ref = impl(op, "reference")
     ref_out, _ = ref(inputs, reset)
     g = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1)).to(device)
     ref_grads = _grads(ref_out, leaves, g)
     ref_out = ref_out.detach()
     rows = []
     for name in impls:
-        run = get(name)
+        run = impl(op, name)
         if run is None:
             continue
         fla = name.startswith("fla")
@@ -475,14 +214,13 @@ def bench_shape(op, T, B, H, D, density, impls, args, device) -> List[dict]:
 
 def bench_acting(op, B, H, D, impls, args, device) -> List[dict]:
     """The acting step: T = 1, no autograd."""
-    make, get = OPS[op]
-    inputs, reset = make(1, B, H, D, 0.01, device, args.seed)
+    inputs, reset = OPS[op](1, B, H, D, 0.01, device, args.seed)
     inputs = {n: t.detach() for n, t in inputs.items()}
     rows = []
     for name in impls:
         if name in ("loop",) or name.startswith("fla"):
             continue
-        run = get(name)
+        run = impl(op, name)
         if run is None:
             continue
         with torch.no_grad():
@@ -546,11 +284,12 @@ def print_summary(rows: List[dict]) -> None:
 def compile_only(args) -> None:
     """Compile each kernel variant for sm_<arch> (no GPU needed) and report resources."""
     import triton
-    import triton.language as tl
     from triton.backends.compiler import GPUTarget
 
-    from agents.kernels import triton_delta as td
-    from agents.kernels import triton_srwm as ts
+    from agents.kernels.delta_rnn import triton_kernel as delta_rnn_kernels
+    from agents.kernels.delta_rule import triton_kernel as delta_kernels
+    from agents.kernels.rec_delta import triton_kernel as rec_delta_kernels
+    from agents.kernels.srwm import triton_kernel as srwm_kernels
 
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     target = GPUTarget("cuda", args.arch, 32)
@@ -573,60 +312,15 @@ def compile_only(args) -> None:
         return res
 
     print(f"Compiling for sm_{args.arch} (registers per thread; stack/local bytes = spills)")
-    print(f"{'kernel':<18} {'shape':<14} {'warps':>5} {'regs':>5} {'spill':>8} {'smem':>6} {'compile_s':>9}")
-    acc = tl.float32
+    print(f"{'kernel':<26} {'warps':>5} {'regs':>5} {'spill':>8} {'smem':>6} {'compile_s':>9}")
     for D in args.head_sizes:
-        P = triton.next_power_of_2(D)
-        if "delta" in args.ops:
-            for backward in (False, True):
-                BV = td._block_v(D, None, backward)
-                fn = td._delta_bwd_kernel if backward else td._delta_fwd_kernel
-                consts = dict(DK=D, DV=D, DKP=P, BV=BV, ACC=acc)
-                consts.update(DETACH=False) if backward else consts.update(STORE_RES=True, HAS_ALPHA=False,
-                                                                           STORE_CKPT=False)
-                r = compile_one(fn, consts, td._num_warps(P, BV))
-                print(f"{fn.__name__:<18} {f'd={D} BV={BV}':<14} {td._num_warps(P, BV):>5} {r['regs']:>5} "
-                      f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
-        if "gated" in args.ops:
-            for backward in (False, True):
-                BV = td._block_v(D, None, backward)
-                fn = td._gated_delta_bwd_kernel if backward else td._delta_fwd_kernel
-                consts = dict(DK=D, DV=D, DKP=P, BV=BV, ACC=acc)
-                consts.update(DETACH=False) if backward else consts.update(STORE_RES=True, HAS_ALPHA=True,
-                                                                           STORE_CKPT=True)
-                r = compile_one(fn, consts, td._num_warps(P, BV))
-                name = fn.__name__ if backward else "_delta_fwd (gated)"
-                print(f"{name[:18]:<18} {f'd={D} BV={BV}':<14} {td._num_warps(P, BV):>5} {r['regs']:>5} "
-                      f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
-        if "delta_rnn" in args.ops or "rec_delta" in args.ops:
-            from agents.kernels import triton_delta_rnn as tr
-            from agents.kernels import triton_rec_delta as trd
-            DP = max(P, 2)
-            w = 1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4
-            pairs = []
-            if "delta_rnn" in args.ops:
-                pairs += [(tr._delta_rnn_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
-                          (tr._delta_rnn_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))]
-            if "rec_delta" in args.ops:
-                pairs += [(trd._rec_delta_fwd_kernel, dict(D=D, DP=DP, STORE=True, ACC=acc)),
-                          (trd._rec_delta_bwd_kernel, dict(D=D, DP=DP, DETACH=False, ACC=acc))]
-            for fn, consts in pairs:
-                if fn.__name__.startswith("_rec_delta"):
-                    w = trd._warps(DP, backward=fn.__name__.endswith("bwd_kernel"))
-                r = compile_one(fn, consts, w)
-                print(f"{fn.__name__[:18]:<18} {f'd={D}':<14} {w:>5} {r['regs']:>5} "
-                      f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
-        if "srwm" in args.ops:
-            for DY in (D, 3 * D + 1):
-                YP = max(triton.next_power_of_2(DY), 2)
-                for backward in (False, True):
-                    fn = ts._srwm_bwd_kernel if backward else ts._srwm_fwd_kernel
-                    consts = dict(D=D, DY=DY, DP=max(P, 2), DYP=YP, ACC=acc)
-                    consts.update(DETACH=False) if backward else consts.update(STORE_CKPT=True)
-                    w = ts._num_warps(max(P, 2), YP, backward)
-                    r = compile_one(fn, consts, w)
-                    print(f"{fn.__name__:<18} {f'd={D} Dy={DY}':<14} {w:>5} {r['regs']:>5} "
-                          f"{r['spill']:>8} {r['shared']:>6} {r['seconds']:>9.1f}", flush=True)
+        specs = [spec for module in (delta_kernels, srwm_kernels, rec_delta_kernels, delta_rnn_kernels)
+                 for spec in module.compile_specs(D)
+                 if spec.label.split()[0] in args.ops]             # the label starts with the --ops name
+        for spec in specs:
+            r = compile_one(spec.fn, spec.constexprs, spec.num_warps)
+            print(f"{spec.label:<26} {spec.num_warps:>5} {r['regs']:>5} {r['spill']:>8} {r['shared']:>6} "
+                  f"{r['seconds']:>9.1f}", flush=True)
 
 
 # ----------------------------------------------------------------------------- main

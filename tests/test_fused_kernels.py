@@ -5,8 +5,7 @@ resets in the sequence and in ``detach_each_step`` mode."""
 import pytest
 import torch
 
-from agents.kernels import delta_rule, srwm
-from agents.kernels.reference import SRWM_KEYS
+from agents.kernels import SRWM_KEYS, delta_rule, linear_attention, srwm
 
 F64 = torch.float64
 PATTERNS = ["none", "all", "t0", "consecutive", "last", "random"]
@@ -52,6 +51,27 @@ def test_delta_rule_torch_matches_reference(T, pattern, detach):
         o, s = delta_rule(q, k, v, beta, s0, reset, detach_each_step=detach, backend=backend)
         loss = (o * w_o).sum() + (s * w_s).sum()
         res[backend] = [o, s] + grads(loss, [q, k, v, beta, s0])
+    for a, b in zip(res["reference"], res["torch"]):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("T,pattern", CASES)
+@pytest.mark.parametrize("detach", [False, True])
+def test_linear_attention_torch_matches_reference(T, pattern, detach):
+    B, H, Dk, Dv = 2, 2, 4, 5
+    g = torch.Generator().manual_seed(T)
+    q = torch.softmax(torch.randn(T, B, H, Dk, generator=g, dtype=F64), -1).requires_grad_()
+    k = torch.softmax(torch.randn(T, B, H, Dk, generator=g, dtype=F64), -1).requires_grad_()
+    v = torch.randn(T, B, H, Dv, generator=g, dtype=F64).requires_grad_()
+    s0 = torch.randn(B, H, Dk, Dv, generator=g, dtype=F64).requires_grad_()
+    reset = make_reset(pattern, T, B)
+    w_o = torch.randn(T, B, H, Dv, generator=g, dtype=F64)
+    w_s = torch.randn(B, H, Dk, Dv, generator=g, dtype=F64)
+    res = {}
+    for backend in ("reference", "torch"):
+        o, s = linear_attention(q, k, v, s0, reset, detach_each_step=detach, backend=backend)
+        loss = (o * w_o).sum() + ((s * w_s).sum() if s.requires_grad else 0)
+        res[backend] = [o, s] + grads(loss, [q, k, v, s0])
     for a, b in zip(res["reference"], res["torch"]):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.kernels.reference import (SRWM_KEYS, delta_rule_reference, linear_attention_reference,
-                                      srwm_reference)
+from agents.kernels import SRWM_KEYS
+from agents.kernels.delta_rule.reference import delta_rule_reference
+from agents.kernels.linear_attention.reference import linear_attention_reference
+from agents.kernels.srwm.reference import srwm_reference
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -169,8 +171,11 @@ def test_srwm_detach_each_step_equals_per_step_loop(pattern):
 # Both the per-step references and the whole-unroll torch forms (hand-written backward
 # passes) against finite differences.
 
-from agents.kernels.reference import delta_rnn_reference, rec_delta_reference  # noqa: E402
-from agents.kernels.torch_fused import delta_rnn_torch, delta_rule_torch, rec_delta_torch  # noqa: E402
+from agents.kernels.delta_rnn.reference import delta_rnn_reference  # noqa: E402
+from agents.kernels.delta_rnn.torch_fused import delta_rnn_torch  # noqa: E402
+from agents.kernels.delta_rule.torch_fused import delta_rule_torch  # noqa: E402
+from agents.kernels.rec_delta.reference import rec_delta_reference  # noqa: E402
+from agents.kernels.rec_delta.torch_fused import rec_delta_torch  # noqa: E402
 
 
 def _gated_inputs(H=1, Dk=2, Dv=3, seed=0):

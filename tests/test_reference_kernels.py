@@ -1,4 +1,4 @@
-"""The PyTorch reference fast-weight ops (agents/kernels/reference.py) against hand-worked
+"""The PyTorch reference fast-weight ops (``agents/kernels/<op>/reference.py``) against hand-worked
 numbers and an independent scalar-Python loop (docs/design.md#core-equations), plus gradchecks.
 
 The scalar loops below use plain Python floats and ``math`` only, one (batch, head)
@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from agents.kernels import SRWM_KEYS, delta_rule, linear_attention, srwm
-from agents.kernels.reference import (delta_rule_reference, linear_attention_reference,
-                                      srwm_reference)
+from agents.kernels.delta_rule.reference import delta_rule_reference
+from agents.kernels.linear_attention.reference import linear_attention_reference
+from agents.kernels.srwm.reference import srwm_reference
 
 torch.set_num_threads(1)
 F64 = torch.float64

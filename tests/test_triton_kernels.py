@@ -1,4 +1,4 @@
-"""The fused Triton kernels (agents/kernels/triton_delta.py, triton_srwm.py) against the
+"""The fused Triton kernels (``agents/kernels/<op>/triton_kernel.py``) against the
 PyTorch reference ops: outputs, final states and every gradient (docs/design.md#kernels).
 
 How the kernels run on a CPU-only CI machine: Triton's interpreter (``TRITON_INTERPRET=1``)
@@ -10,7 +10,7 @@ and other modules import ``agents.kernels`` (and triton) first, so setting the
 variable at the top of this module would be both too late and a process-wide change
 of behaviour for the other modules. Instead, a module-scoped fixture starts one child
 process per op (so both CPU cores work) with ``TRITON_INTERPRET=1`` in their
-environment: ``python -m tests.test_triton_kernels --worker delta|srwm --out FILE``.
+environment: ``python -m tests.test_triton_kernels --worker delta|srwm|... --out FILE``.
 Each child runs every case below through the public API (``backend="triton"``) and
 through the reference, and writes the relative errors as JSON; the parametrised tests
 here assert on them, one pytest test per case. The same case functions run in-process
@@ -23,7 +23,9 @@ every 16 steps, so T = 63 crosses three boundaries), different patterns in diffe
 Dk != Dv; an SR-Delta-shaped SRWM (Dy = 3D + 1); several value blocks (partial sums);
 non-contiguous inputs; the no-autograd single-step (T = 1) acting path; fp16 inputs;
 float64 (1e-10 agreement) and ``torch.autograd.gradcheck`` of the kernels themselves;
-the same for the gated delta rule (``alpha``), whose backward recomputes chunks.
+the same for the gated delta rule (``alpha``), whose backward recomputes chunks, and for
+linear attention (the delta-rule kernels without the ``v_old`` term). The inputs come
+from :mod:`agents.kernels.inputs`, which the benchmark uses too.
 Tolerance: relative error (max |kernel - reference| / max |reference|) <= 1e-4 in fp32.
 """
 
@@ -44,8 +46,14 @@ import pytest
 import torch
 
 from agents.kernels import SRWM_KEYS, delta_rule, srwm
-from agents.kernels.reference import (delta_rnn_reference, delta_rule_reference, rec_delta_reference,
-                                      srwm_reference)
+from agents.kernels.delta_rnn.reference import delta_rnn_reference
+from agents.kernels.delta_rule.reference import delta_rule_reference
+from agents.kernels.inputs import (REC_DELTA_NAMES, delta_rnn_args, delta_rnn_inputs, delta_rule_inputs,
+                                   linear_attention_inputs, rec_delta_args, rec_delta_inputs, reset_mask,
+                                   srwm_args, srwm_inputs)
+from agents.kernels.linear_attention.reference import linear_attention_reference
+from agents.kernels.rec_delta.reference import rec_delta_reference
+from agents.kernels.srwm.reference import srwm_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOL = {"float32": 1e-4, "float64": 1e-10, "float16": 1e-2, "bfloat16": 5e-2}
@@ -74,6 +82,22 @@ def _case(op: str, T: int, resets: List[str], **kw) -> dict:
 
 
 def _cases(op: str) -> List[dict]:
+    if op == "linear_attention":
+        small = dict(H=2, D=8)
+        return [
+            _case(op, 1, ["none", "all"], **small),
+            _case(op, 7, ["t0", "last"], **small),
+            _case(op, 7, ["consecutive", "random"], **small),
+            _case(op, 7, ["consecutive", "random"], detach=True, **small),
+            _case(op, 63, ["random", "boundaries"], H=1, D=8),
+            _case(op, 7, ["consecutive", "random"], H=2, D=5, Dv=6),             # padded lanes, Dk != Dv
+            _case(op, 7, ["random", "last"], H=1, D=8, Dv=7, block_v=2),         # four value blocks
+            _case(op, 7, ["random", "t0"], no_grad=True, **small),
+            _case(op, 7, ["random", "consecutive"], noncontig=True, **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float16", **small),
+            _case(op, 7, ["random", "consecutive"], dtype="float64", **small),
+            _case(op, 3, ["t0", "consecutive"], H=1, D=2, Dv=3, dtype="float64", gradcheck=True),
+        ]
     if op == "rec_delta":
         small = dict(H=2, D=4)
         return [
@@ -169,31 +193,7 @@ DELTA_CASES = _cases("delta")
 SRWM_CASES = _cases("srwm")
 DELTA_RNN_CASES = _cases("delta_rnn")
 REC_DELTA_CASES = _cases("rec_delta")
-
-
-def reset_mask(patterns: List[str], T: int, chunk: int, seed: int) -> torch.Tensor:
-    """bool [T, B]: column b follows ``patterns[b]``."""
-    gen = torch.Generator().manual_seed(1000 + seed)
-    cols = []
-    for p in patterns:
-        col = torch.zeros(T, dtype=torch.bool)
-        if p == "all":
-            col[:] = True
-        elif p == "t0":
-            col[0] = True
-        elif p == "last":
-            col[T - 1] = True
-        elif p == "consecutive":                 # three in a row (across t = 16 when T = 63)
-            col[T // 4: T // 4 + 3] = True
-        elif p == "boundaries":                  # on a chunk start and on the step before one
-            col[chunk::chunk] = True
-            col[chunk - 1::3 * chunk] = True
-        elif p == "random":
-            col = torch.rand(T, generator=gen) < 0.25
-        elif p != "none":
-            raise ValueError(f"unknown reset pattern {p!r}")
-        cols.append(col)
-    return torch.stack(cols, 1)
+LINEAR_ATTENTION_CASES = _cases("linear_attention")
 
 
 # ----------------------------------------------------------------------------- one comparison
@@ -261,19 +261,10 @@ def _compare(case: dict, kernel_fn, reference_fn, inputs: Dict[str, torch.Tensor
 
 
 def run_delta_case(case: dict, device: str) -> Dict[str, list]:
-    from agents.kernels.triton_delta import delta_rule_triton
+    from agents.kernels.delta_rule.triton_kernel import delta_rule_triton
     T, B, H, Dk = case["T"], len(case["resets"]), case["H"], case["D"]
-    Dv = case["Dv"] or Dk
     gen = torch.Generator().manual_seed(case["seed"])
-    raw = {
-        "q": torch.softmax(torch.randn(T, B, H, Dk, generator=gen), -1),      # [T, B, H, Dk]
-        "k": torch.softmax(torch.randn(T, B, H, Dk, generator=gen), -1),      # [T, B, H, Dk]
-        "v": torch.randn(T, B, H, Dv, generator=gen),                         # [T, B, H, Dv]
-        "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),           # [T, B, H]
-        "state": 0.5 * torch.randn(B, H, Dk, Dv, generator=gen),              # [B, H, Dk, Dv]
-    }
-    if case["gated"]:
-        raw["alpha"] = torch.sigmoid(2 * torch.randn(T, B, H, generator=gen))  # [T, B, H], in (0, 1)
+    raw = delta_rule_inputs(T, B, H, Dk, case["Dv"], gen=gen, gated=case["gated"])
     chunk = case["chunk"] or 16
     reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)     # [T, B]
     inputs = _prepare(raw, case, device)
@@ -307,22 +298,16 @@ def run_delta_case(case: dict, device: str) -> Dict[str, list]:
 
 
 def run_srwm_case(case: dict, device: str) -> Dict[str, list]:
-    from agents.kernels.triton_srwm import srwm_triton
+    from agents.kernels.srwm.triton_kernel import srwm_triton
     T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
-    rows = {"y": case["Dy"] or D, "q": D, "k": D, "b": 4}
     gen = torch.Generator().manual_seed(case["seed"])
-    raw = {"x": torch.softmax(2 * torch.randn(T, B, H, D, generator=gen), -1)}        # [T, B, H, D]
-    for n in SRWM_KEYS:                                                               # N(0, 1/D)
-        raw[f"W_{n}"] = torch.randn(H, rows[n], D, generator=gen) / D ** 0.5          # [H, rows, D]
-    for n in SRWM_KEYS:
-        raw[f"delta_{n}"] = 0.3 * torch.randn(B, H, rows[n], D, generator=gen)        # [B, H, rows, D]
+    raw = srwm_inputs(T, B, H, D, case["Dy"], gen=gen)
     chunk = case["chunk"] or 16
     reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)             # [T, B]
     inputs = _prepare(raw, case, device)
     detach = case["detach"]
 
-    def split(a):
-        return a["x"], {n: a[f"W_{n}"] for n in SRWM_KEYS}, {n: a[f"delta_{n}"] for n in SRWM_KEYS}
+    split = srwm_args
 
     def kernel(a):
         x, W, dW = split(a)
@@ -350,32 +335,22 @@ def run_srwm_case(case: dict, device: str) -> Dict[str, list]:
 
 def run_delta_rnn_case(case: dict, device: str) -> Dict[str, list]:
     from agents.kernels import delta_rnn
-    from agents.kernels.triton_delta_rnn import delta_rnn_triton
+    from agents.kernels.delta_rnn.triton_kernel import delta_rnn_triton
     T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
     gen = torch.Generator().manual_seed(case["seed"])
-    raw = {
-        "z": torch.randn(T, B, H, D, generator=gen),                          # [T, B, H, d]
-        "k": torch.softmax(torch.randn(T, B, H, D, generator=gen), -1),       # [T, B, H, d]
-        "v": torch.randn(T, B, H, D, generator=gen),                          # [T, B, H, d]
-        "beta": torch.sigmoid(torch.randn(T, B, H, generator=gen)),           # [T, B, H]
-        "R": 0.5 * torch.randn(B, H, D, D, generator=gen),                    # [B, H, d, d]
-        "y": torch.randn(B, H, D, generator=gen),                             # [B, H, d]
-    }
+    raw = delta_rnn_inputs(T, B, H, D, gen=gen)
     chunk = case["chunk"] or 16
     reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)
     inputs = _prepare(raw, case, device)
     detach = case["detach"]
 
     def kernel(a):
-        st = {"R": a["R"], "y": a["y"]}
         if case["chunk"] is not None:              # not exposed by the public API
-            return delta_rnn_triton(a["z"], a["k"], a["v"], a["beta"], st, reset, detach_each_step=detach,
-                                    chunk=chunk)
-        return delta_rnn(a["z"], a["k"], a["v"], a["beta"], st, reset, detach_each_step=detach, backend="triton")
+            return delta_rnn_triton(*delta_rnn_args(a), reset, detach_each_step=detach, chunk=chunk)
+        return delta_rnn(*delta_rnn_args(a), reset, detach_each_step=detach, backend="triton")
 
     def reference(a):
-        return delta_rnn_reference(a["z"], a["k"], a["v"], a["beta"], {"R": a["R"], "y": a["y"]}, reset,
-                                   detach_each_step=detach)
+        return delta_rnn_reference(*delta_rnn_args(a), reset, detach_each_step=detach)
 
     res = _compare(case, kernel, reference, inputs)
     if case["gradcheck"]:
@@ -391,26 +366,18 @@ def run_delta_rnn_case(case: dict, device: str) -> Dict[str, list]:
     return res
 
 
-REC_DELTA_NAMES = ("q", "k", "v", "beta", "R_q", "R_k", "R_v", "r_b", "S", "y")
-
-
 def run_rec_delta_case(case: dict, device: str) -> Dict[str, list]:
     from agents.kernels import rec_delta
-    from agents.kernels.triton_rec_delta import rec_delta_triton
+    from agents.kernels.rec_delta.triton_kernel import rec_delta_triton
     T, B, H, D = case["T"], len(case["resets"]), case["H"], case["D"]
     gen = torch.Generator().manual_seed(case["seed"])
-    r = lambda *s: torch.randn(*s, generator=gen)   # noqa: E731
-    raw = dict(zip(REC_DELTA_NAMES, [r(T, B, H, D), r(T, B, H, D), r(T, B, H, D), r(T, B, H),   # pre-activations
-                                     r(H, D, D) / D ** 0.5, r(H, D, D) / D ** 0.5, r(H, D, D) / D ** 0.5,
-                                     r(H, D) / D ** 0.5, 0.5 * r(B, H, D, D), r(B, H, D)]))
+    raw = rec_delta_inputs(T, B, H, D, gen=gen)
     chunk = case["chunk"] or 16
     reset = reset_mask(case["resets"], T, chunk, case["seed"]).to(device)
     inputs = _prepare(raw, case, device)
     detach = case["detach"]
 
-    def split(a):
-        return (a["q"], a["k"], a["v"], a["beta"], {"q": a["R_q"], "k": a["R_k"], "v": a["R_v"], "b": a["r_b"]},
-                {"S": a["S"], "y": a["y"]})
+    split = rec_delta_args
 
     def kernel(a):
         if case["chunk"] is not None:              # not exposed by the public API
@@ -433,10 +400,46 @@ def run_rec_delta_case(case: dict, device: str) -> Dict[str, list]:
     return res
 
 
+def run_linear_attention_case(case: dict, device: str) -> Dict[str, list]:
+    from agents.kernels import linear_attention
+    from agents.kernels.delta_rule.triton_kernel import delta_rule_triton
+    T, B, H, Dk = case["T"], len(case["resets"]), case["H"], case["D"]
+    gen = torch.Generator().manual_seed(case["seed"])
+    raw = linear_attention_inputs(T, B, H, Dk, case["Dv"], gen=gen)
+    reset = reset_mask(case["resets"], T, 16, case["seed"]).to(device)
+    inputs = _prepare(raw, case, device)
+    detach = case["detach"]
+
+    def kernel(a):
+        if case["block_v"] is not None:            # not exposed by the public API: the delta kernel, DELTA off
+            ones = torch.ones(a["q"].shape[:3], dtype=a["q"].dtype, device=a["q"].device)
+            out, fin = delta_rule_triton(a["q"], a["k"], a["v"], ones, a["state"], reset, detach_each_step=detach,
+                                         block_v=case["block_v"], delta=False)
+        else:
+            out, fin = linear_attention(a["q"], a["k"], a["v"], a["state"], reset, detach_each_step=detach,
+                                        backend="triton")
+        return out, {"S": fin}
+
+    def reference(a):
+        out, fin = linear_attention_reference(a["q"], a["k"], a["v"], a["state"], reset, detach_each_step=detach)
+        return out, {"S": fin}
+
+    res = _compare(case, kernel, reference, inputs)
+    if case["gradcheck"]:
+        ok = torch.autograd.gradcheck(
+            lambda q, k, v, state: linear_attention(q, k, v, state, reset, detach_each_step=detach,
+                                                    backend="triton"),
+            [inputs[n] for n in inputs], eps=1e-6, atol=1e-8, fast_mode=True)
+        res["gradcheck"] = [0.0 if ok else 1.0, 1.0]
+    return res
+
+
 RUNNERS = {"delta": run_delta_case, "srwm": run_srwm_case, "delta_rnn": run_delta_rnn_case,
-           "rec_delta": run_rec_delta_case}
-CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES, "delta_rnn": DELTA_RNN_CASES, "rec_delta": REC_DELTA_CASES}
-FIRST_INPUT = {"delta": "grad_q", "srwm": "grad_x", "delta_rnn": "grad_z", "rec_delta": "grad_q"}
+           "rec_delta": run_rec_delta_case, "linear_attention": run_linear_attention_case}
+CASES = {"delta": DELTA_CASES, "srwm": SRWM_CASES, "delta_rnn": DELTA_RNN_CASES, "rec_delta": REC_DELTA_CASES,
+         "linear_attention": LINEAR_ATTENTION_CASES}
+FIRST_INPUT = {"delta": "grad_q", "srwm": "grad_x", "delta_rnn": "grad_z", "rec_delta": "grad_q",
+               "linear_attention": "grad_q"}
 
 
 def check_result(case: dict, res: Dict[str, list]) -> None:
@@ -520,9 +523,16 @@ def test_delta_rnn_kernel_matches_reference(case, interpreter_results):
     check_result(case, interpreter_results["delta_rnn"][case["id"]])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", LINEAR_ATTENTION_CASES, ids=[c["id"] for c in LINEAR_ATTENTION_CASES])
+def test_linear_attention_kernel_matches_reference(case, interpreter_results):
+    check_result(case, interpreter_results["linear_attention"][case["id"]])
+
+
 # ----------------------------------------------------------------------------- compiled run (GPU)
 
-GPU_CASES = DELTA_CASES + SRWM_CASES + DELTA_RNN_CASES + REC_DELTA_CASES + [
+GPU_CASES = DELTA_CASES + SRWM_CASES + DELTA_RNN_CASES + REC_DELTA_CASES + LINEAR_ATTENTION_CASES + [
+    _case("linear_attention", 80, ["random"] * 4, H=8, D=64),
     _case("rec_delta", 80, ["random"] * 4, H=4, D=32),
     _case("rec_delta", 50, ["random", "none", "all", "boundaries"], H=8, D=16, dtype="bfloat16"),
     _case("delta_rnn", 80, ["random"] * 4, H=4, D=32),
@@ -552,8 +562,8 @@ def test_kernel_matches_reference_on_cuda(case):
 
 
 def test_kernel_entry_points_reject_bad_input():
-    from agents.kernels.triton_delta import delta_rule_triton
-    from agents.kernels.triton_srwm import srwm_triton
+    from agents.kernels.delta_rule.triton_kernel import delta_rule_triton
+    from agents.kernels.srwm.triton_kernel import srwm_triton
     q = torch.rand(4, 2, 1, 8)
     S0 = torch.zeros(2, 1, 8, 8)
     reset = torch.zeros(4, 2, dtype=torch.bool)
@@ -579,6 +589,8 @@ def test_kernel_entry_points_reject_bad_input():
         delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2))
     with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
         delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2, 1), chunk=0)
+    with pytest.raises(ValueError, match="delta=False .linear attention. has no gated form"):
+        delta_rule_triton(q, q, q, torch.rand(4, 2, 1), S0, reset, alpha=torch.rand(4, 2, 1), delta=False)
 
 
 # ----------------------------------------------------------------------------- worker entry point

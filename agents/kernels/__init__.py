@@ -1,46 +1,88 @@
 """Fast-weight ops with backend dispatch.
 
-``delta_rule(q, k, v, beta, state, reset)`` and ``srwm(x, W_slow, delta, reset)`` take a
-whole time-major unroll. ``backend="reference"`` runs the per-step PyTorch loops of
-:mod:`agents.kernels.reference` (autograd records every op: slow, obviously correct);
-``backend="torch"`` the whole-unroll PyTorch forms of :mod:`agents.kernels.torch_fused`
-(the same recurrences with hand-written backward passes, tested against the
-reference); ``backend="triton"`` the fused Triton kernels (one launch per unroll, CUDA
-tensors, or CPU tensors under ``TRITON_INTERPRET=1``). ``backend="auto"`` picks Triton
-for CUDA tensors when triton imports and the whole-unroll PyTorch form everywhere
-else (2-3x faster forward+backward than the reference on the CPU learner; see
-``python -m launch.bench_kernels --device cpu``). See README.md in this folder for the maths.
+``delta_rule(q, k, v, beta, state, reset)``, ``srwm(x, W_slow, delta, reset)``,
+``linear_attention``, ``rec_delta`` and ``delta_rnn`` take a whole time-major unroll.
+Each op has a folder here holding its three forms: ``reference.py`` (per-step PyTorch
+loops; autograd records every op: slow, obviously correct), ``torch_fused.py`` (the
+same recurrence over the whole unroll with a hand-written backward, tested against the
+reference) and ``triton_kernel.py`` (fused Triton kernels, one launch per unroll).
+``backend="reference"``, ``"torch"`` and ``"triton"`` force one form (Triton needs CUDA
+tensors, or CPU tensors under ``TRITON_INTERPRET=1``); ``backend="auto"`` picks Triton
+for CUDA tensors and the whole-unroll PyTorch form everywhere else (2-3x faster
+forward+backward than the reference on the CPU learner; see ``python -m
+launch.bench_kernels --device cpu``). If a Triton kernel module fails to import, ``auto``
+on CUDA tensors runs the PyTorch form and says so once, as a warning naming the module
+and the error. See README.md in this folder for the maths.
+
+The op functions share their names with their folders: ``from agents.kernels import
+srwm`` is the function; import a form as ``from agents.kernels.srwm.reference import
+srwm_reference`` (``import agents.kernels.srwm.reference`` would reach the function
+through the attribute). Every op package is imported below, before the functions are
+defined, so the function names are the ones that stay bound.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+import warnings
 from typing import Dict, Optional, Tuple
 
 import torch
 
-from .reference import (SRWM_KEYS, delta_rnn_reference, delta_rule_reference, linear_attention_reference,
-                        rec_delta_reference, srwm_reference)
-from .torch_fused import delta_rnn_torch, delta_rule_torch, rec_delta_torch, srwm_torch
+from .delta_rnn.reference import delta_rnn_reference
+from .delta_rnn.torch_fused import delta_rnn_torch
+from .delta_rule.reference import delta_rule_reference
+from .delta_rule.torch_fused import delta_rule_torch
+from .linear_attention.reference import linear_attention_reference
+from .linear_attention.torch_fused import linear_attention_torch
+from .rec_delta import REC_DELTA_KEYS
+from .rec_delta.reference import rec_delta_reference
+from .rec_delta.torch_fused import rec_delta_torch
+from .srwm import SRWM_KEYS
+from .srwm.reference import srwm_reference
+from .srwm.torch_fused import srwm_torch
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 
 __all__ = ["delta_rule", "srwm", "linear_attention", "rec_delta", "delta_rnn", "triton_available",
-           "BACKENDS", "SRWM_KEYS", "REC_DELTA_KEYS"]
+           "triton_unavailable_reason", "BACKENDS", "SRWM_KEYS", "REC_DELTA_KEYS"]
 
-REC_DELTA_KEYS = ("q", "k", "v", "b")        # the recurrent slow weights of rec_delta
+# The Triton kernel modules, imported on first use (triton may be absent on a CPU machine).
+TRITON_MODULES = tuple(f"{__name__}.{op}.triton_kernel"
+                       for op in ("delta_rule", "linear_attention", "srwm", "rec_delta", "delta_rnn"))
+
+_warned_fallback = False
 
 
 @functools.lru_cache(maxsize=None)
-def triton_available() -> bool:
-    """True when triton imports and the project's Triton kernels load."""
+def triton_unavailable_reason() -> Optional[str]:
+    """None when triton and every Triton kernel module import; otherwise which one failed and why."""
     try:
         import triton  # noqa: F401
-        from . import triton_delta, triton_delta_rnn, triton_rec_delta, triton_srwm  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the machine
-        return False
-    return True
+    except Exception as e:  # pragma: no cover - depends on the machine
+        return f"triton does not import ({type(e).__name__}: {e})"
+    for name in TRITON_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            return f"{name} does not import ({type(e).__name__}: {e})"
+    return None
+
+
+def triton_available() -> bool:
+    """True when triton imports and the project's Triton kernels load."""
+    return triton_unavailable_reason() is None
+
+
+def _warn_fallback(reason: str) -> None:
+    """Say once per process that ``auto`` runs the PyTorch forms on CUDA tensors."""
+    global _warned_fallback
+    if not _warned_fallback:
+        _warned_fallback = True
+        warnings.warn(f"agents.kernels: backend='auto' runs the PyTorch forms on CUDA tensors, "
+                      f"not the fused Triton kernels: {reason}", RuntimeWarning, stacklevel=3)
 
 
 def _use_triton(backend: str, t: torch.Tensor) -> bool:
@@ -49,12 +91,19 @@ def _use_triton(backend: str, t: torch.Tensor) -> bool:
     if backend in ("reference", "torch"):
         return False
     if backend == "triton":
-        if not triton_available():
-            raise RuntimeError("backend='triton' requested but triton (or the kernels) cannot be imported")
+        reason = triton_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"backend='triton' requested but {reason}")
         if not t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise RuntimeError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter)")
         return True
-    return t.is_cuda and triton_available()
+    if not t.is_cuda:
+        return False
+    reason = triton_unavailable_reason()
+    if reason is not None:
+        _warn_fallback(reason)
+        return False
+    return True
 
 
 def delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
@@ -69,7 +118,7 @@ def delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Te
     final_state [B, H, Dk, Dv]).
     """
     if _use_triton(backend, q):
-        from .triton_delta import delta_rule_triton
+        from .delta_rule.triton_kernel import delta_rule_triton
         return delta_rule_triton(q, k, v, beta, state, reset, detach_each_step=detach_each_step, alpha=alpha)
     if backend != "reference":
         return delta_rule_torch(q, k, v, beta, state, reset, detach_each_step=detach_each_step, alpha=alpha)
@@ -80,7 +129,7 @@ def rec_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Ten
               R: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], reset: torch.Tensor, *,
               detach_each_step: bool = False, backend: str = "auto") -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """Recurrent Delta Net memory over a whole unroll (see
-    :func:`agents.kernels.reference.rec_delta_reference` for the maths).
+    :func:`agents.kernels.rec_delta.reference.rec_delta_reference` for the maths).
 
     q, k, v: [T, B, H, d] and beta: [T, B, H] pre-activations; R: {q, k, v: [H, d, d],
     b: [H, d]}; state: {S: [B, H, d, d], y: [B, H, d]}; reset: bool [T, B].
@@ -89,7 +138,7 @@ def rec_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Ten
     """
     _check_rec_delta(q, k, v, beta, R, state)
     if _use_triton(backend, q):
-        from .triton_rec_delta import rec_delta_triton
+        from .rec_delta.triton_kernel import rec_delta_triton
         return rec_delta_triton(q, k, v, beta, R, state, reset, detach_each_step=detach_each_step)
     fn = rec_delta_reference if backend == "reference" else rec_delta_torch
     return fn(q, k, v, beta, R, state, reset, detach_each_step=detach_each_step)
@@ -99,7 +148,7 @@ def delta_rnn(z: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Ten
               state: Dict[str, torch.Tensor], reset: torch.Tensor, *, detach_each_step: bool = False,
               backend: str = "auto") -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """Recurrent fast net of the Delta RNN over a whole unroll (see
-    :func:`agents.kernels.reference.delta_rnn_reference` for the maths).
+    :func:`agents.kernels.delta_rnn.reference.delta_rnn_reference` for the maths).
 
     z, k, v: [T, B, H, d]; beta: [T, B, H]; state: {R: [B, H, d, d], y: [B, H, d]};
     reset: bool [T, B]. Returns (y [T, B, H, d], final state). Backends: reference,
@@ -107,7 +156,7 @@ def delta_rnn(z: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Ten
     """
     _check_delta_rnn(z, k, v, beta, state)
     if _use_triton(backend, z):
-        from .triton_delta_rnn import delta_rnn_triton
+        from .delta_rnn.triton_kernel import delta_rnn_triton
         return delta_rnn_triton(z, k, v, beta, state, reset, detach_each_step=detach_each_step)
     fn = delta_rnn_reference if backend == "reference" else delta_rnn_torch
     return fn(z, k, v, beta, state, reset, detach_each_step=detach_each_step)
@@ -145,13 +194,17 @@ def _check_delta_rnn(z, k, v, beta, state) -> None:
     _check_shape("state['y']", state["y"], (B, H, d))
 
 
-def linear_attention(q, k, v, state, reset, *, detach_each_step: bool = False, backend: str = "auto"):
-    """Additive fast weights ``S <- S + k v^T`` (Linear Transformer). Same shapes as
-    :func:`delta_rule` without beta. It is the delta rule's update without the
-    ``v_old`` term, so it has only the reference implementation."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    return linear_attention_reference(q, k, v, state, reset, detach_each_step=detach_each_step)
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: torch.Tensor,
+                     reset: torch.Tensor, *, detach_each_step: bool = False,
+                     backend: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Additive fast weights ``S <- S + k v^T; o = S^T q`` (Linear Transformer), read after
+    write. Same shapes as :func:`delta_rule` without beta. Its torch and Triton forms are
+    the delta rule's with the ``v_old`` term switched off (beta = 1)."""
+    if _use_triton(backend, q):
+        from .linear_attention.triton_kernel import linear_attention_triton
+        return linear_attention_triton(q, k, v, state, reset, detach_each_step=detach_each_step)
+    fn = linear_attention_reference if backend == "reference" else linear_attention_torch
+    return fn(q, k, v, state, reset, detach_each_step=detach_each_step)
 
 
 def srwm(x: torch.Tensor, W_slow: Dict[str, torch.Tensor], delta: Dict[str, torch.Tensor],
@@ -164,7 +217,7 @@ def srwm(x: torch.Tensor, W_slow: Dict[str, torch.Tensor], delta: Dict[str, torc
     Returns (y [T, B, H, Dy], final_delta).
     """
     if _use_triton(backend, x):
-        from .triton_srwm import srwm_triton
+        from .srwm.triton_kernel import srwm_triton
         return srwm_triton(x, W_slow, delta, reset, detach_each_step=detach_each_step)
     if backend != "reference":
         return srwm_torch(x, W_slow, delta, reset, detach_each_step=detach_each_step)

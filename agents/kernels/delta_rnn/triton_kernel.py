@@ -10,7 +10,7 @@ weights ``R`` [d, d] and the previous output ``y`` [d]::
     R     <- R + k_t (beta_t e_t)^T
     y_t    = z_t + R^T s             # read after write
 
-Semantics match :func:`agents.kernels.reference.delta_rnn_reference` (including
+Semantics match :func:`agents.kernels.delta_rnn.reference.delta_rnn_reference` (including
 ``detach_each_step``). The output ``y`` feeds the next step's softmax across all of its
 entries, so one program owns a whole (row, head): the grid is ``(B * H,)`` and the
 padded ``[DP, DP]`` state lives in registers in the accumulation dtype.
@@ -25,24 +25,15 @@ by subtraction.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from .triton_delta import _ADD, _TL_DTYPE, SUPPORTED_DTYPES, _acc_dtype
+from ..triton_common import ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices, softmax
 
-__all__ = ["delta_rnn_triton"]
-
-
-@triton.jit
-def _softmax(y, m):
-    """Softmax of the valid lanes ``m`` of y [DP]; padded lanes give 0."""
-    y = tl.where(m, y, float("-inf"))
-    ex = tl.exp(y - tl.max(y, 0))
-    ex = tl.where(m, ex, 0.0)
-    return ex / tl.reduce(ex, 0, _ADD)
+__all__ = ["delta_rnn_triton", "compile_specs"]
 
 
 @triton.jit
@@ -69,16 +60,16 @@ def _delta_rnn_fwd_kernel(z_ptr, k_ptr, v_ptr, beta_ptr, r0_ptr, y0_ptr, reset_p
         rs = tl.load(reset_ptr + t * B + i_b) != 0
         R = tl.where(rs, 0.0, R)
         y = tl.where(rs, 0.0, y)
-        s = _softmax(y, m)
+        s = softmax(y, m)
         k_t = tl.load(k_ptr + t * stride + o_v, mask=m, other=0.0).to(ACC)
         v_t = tl.load(v_ptr + t * stride + o_v, mask=m, other=0.0).to(ACC)
         z_t = tl.load(z_ptr + t * stride + o_v, mask=m, other=0.0).to(ACC)
         beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
-        e_t = v_t - tl.reduce(R * k_t[:, None], 0, _ADD)                 # v - R^T k
+        e_t = v_t - tl.reduce(R * k_t[:, None], 0, ADD)                 # v - R^T k
         if STORE:
             tl.store(res_ptr + t * stride + o_v, e_t, mask=m)
         R = R + k_t[:, None] * (beta_t * e_t)[None, :]
-        y = z_t + tl.reduce(R * s[:, None], 0, _ADD)                      # z + R^T s
+        y = z_t + tl.reduce(R * s[:, None], 0, ADD)                      # z + R^T s
         y = tl.where(m, y, 0.0)
         tl.store(out_ptr + t * stride + o_v, y.to(out_ptr.dtype.element_ty), mask=m)
     tl.store(rT_ptr + o_s, R.to(rT_ptr.dtype.element_ty), mask=m_s)
@@ -121,19 +112,19 @@ def _delta_rnn_bwd_kernel(k_ptr, beta_ptr, reset_ptr, res_ptr, ckr_ptr, cky_ptr,
             y = tl.where(rs, 0.0, y)
             tl.store(p_sr + j * DP * DP + o_tile, R)
             tl.store(p_sy + j * DP + r, y)
-            s = _softmax(y, m)
+            s = softmax(y, m)
             k_t = tl.load(k_ptr + t * stride + o_v, mask=m, other=0.0).to(ACC)
             e_t = tl.load(res_ptr + t * stride + o_v, mask=m, other=0.0)
             beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
             z_t = tl.load(z_ptr + t * stride + o_v, mask=m, other=0.0).to(ACC)
             R = R + k_t[:, None] * (beta_t * e_t)[None, :]
-            y = tl.where(m, z_t + tl.reduce(R * s[:, None], 0, _ADD), 0.0)
+            y = tl.where(m, z_t + tl.reduce(R * s[:, None], 0, ADD), 0.0)
         tl.debug_barrier()
         for jj in range(L):                                               # back-propagate
             j = L - 1 - jj
             t = t0 + j
             R_in = tl.load(p_sr + j * DP * DP + o_tile)
-            s = _softmax(tl.load(p_sy + j * DP + r), m)
+            s = softmax(tl.load(p_sy + j * DP + r), m)
             k_t = tl.load(k_ptr + t * stride + o_v, mask=m, other=0.0).to(ACC)
             e_t = tl.load(res_ptr + t * stride + o_v, mask=m, other=0.0)
             beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
@@ -145,16 +136,16 @@ def _delta_rnn_bwd_kernel(k_ptr, beta_ptr, reset_ptr, res_ptr, ckr_ptr, cky_ptr,
             R_t = R_in + k_t[:, None] * u_t[None, :]
             dy = do_t + gy
             tl.store(dz_ptr + t * stride + o_v, dy.to(dz_ptr.dtype.element_ty), mask=m)
-            ds = tl.reduce(R_t * dy[None, :], 1, _ADD)                    # R_t dy
+            ds = tl.reduce(R_t * dy[None, :], 1, ADD)                    # R_t dy
             G += s[:, None] * dy[None, :]
-            du = tl.reduce(G * k_t[:, None], 0, _ADD)                     # G^T k
+            du = tl.reduce(G * k_t[:, None], 0, ADD)                     # G^T k
             tl.store(dv_ptr + t * stride + o_v, (beta_t * du).to(dv_ptr.dtype.element_ty), mask=m)
-            tl.store(dbeta_ptr + t * B * H + i_bh, tl.reduce(du * e_t, 0, _ADD).to(dbeta_ptr.dtype.element_ty))
+            tl.store(dbeta_ptr + t * B * H + i_bh, tl.reduce(du * e_t, 0, ADD).to(dbeta_ptr.dtype.element_ty))
             dvold = -beta_t * du
-            dk_t = tl.reduce(G * u_t[None, :], 1, _ADD) + tl.reduce(R_in * dvold[None, :], 1, _ADD)
+            dk_t = tl.reduce(G * u_t[None, :], 1, ADD) + tl.reduce(R_in * dvold[None, :], 1, ADD)
             tl.store(dk_ptr + t * stride + o_v, dk_t.to(dk_ptr.dtype.element_ty), mask=m)
             G += k_t[:, None] * dvold[None, :]                            # dL/dR'
-            gy = s * (ds - tl.reduce(s * ds, 0, _ADD))                    # softmax backward
+            gy = s * (ds - tl.reduce(s * ds, 0, ADD))                    # softmax backward
             rs = tl.load(reset_ptr + t * B + i_b) != 0
             G = tl.where(rs, 0.0, G)
             gy = tl.where(rs, 0.0, gy)
@@ -163,10 +154,14 @@ def _delta_rnn_bwd_kernel(k_ptr, beta_ptr, reset_ptr, res_ptr, ckr_ptr, cky_ptr,
     tl.store(dy0_ptr + o_v, gy, mask=m)
 
 
+def _warps(DP: int) -> int:
+    return 1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4
+
+
 def _forward(z, k, v, beta, R0, y0, reset_u8, *, store: bool, chunk: int):
     T, B, H, D = z.shape
     DP = max(triton.next_power_of_2(D), 2)
-    acc = _acc_dtype(z, k, v, beta, R0, y0)
+    acc = acc_dtype(z, k, v, beta, R0, y0)
     out = torch.empty_like(z)
     RT, yT = torch.empty_like(R0), torch.empty_like(y0)
     C = min(chunk, T)
@@ -178,8 +173,8 @@ def _forward(z, k, v, beta, R0, y0, reset_u8, *, store: bool, chunk: int):
     else:
         res = ckr = cky = out                                              # dummy pointers
     _delta_rnn_fwd_kernel[(B * H,)](z, k, v, beta, R0, y0, reset_u8, out, RT, yT, res, ckr, cky,
-                                    T, B, H, C, D=D, DP=DP, STORE=store, ACC=_TL_DTYPE[acc],
-                                    num_warps=1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4)
+                                    T, B, H, C, D=D, DP=DP, STORE=store, ACC=TL_DTYPE[acc],
+                                    num_warps=_warps(DP))
     return out, RT, yT, (res, ckr, cky) if store else None
 
 
@@ -215,8 +210,8 @@ class _DeltaRNNFunction(torch.autograd.Function):
         scr_y = torch.empty(B * H, C, DP, device=dev, dtype=acc)
         _delta_rnn_bwd_kernel[(B * H,)](k, beta, reset_u8, res, ckr, cky, z, d_out, d_R, d_y,
                                         dz, dk, dv, dbeta, dR0, dy0, scr_r, scr_y, T, B, H, C, NC,
-                                        D=D, DP=DP, DETACH=ctx.detach_each_step, ACC=_TL_DTYPE[acc],
-                                        num_warps=1 if DP * DP <= 256 else 2 if DP * DP <= 1024 else 4)
+                                        D=D, DP=DP, DETACH=ctx.detach_each_step, ACC=TL_DTYPE[acc],
+                                        num_warps=_warps(DP))
         tz, tk, tv, tb, tr, ty = ctx.dtypes
         return dz.to(tz), dk.to(tk), dv.to(tv), dbeta.to(tb), dR0.to(tr), dy0.to(ty), None, None, None
 
@@ -234,12 +229,7 @@ def delta_rnn_triton(z: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     named = [("z", z), ("k", k), ("v", v), ("beta", beta), ("state['R']", state["R"]), ("state['y']", state["y"])]
-    for name, t in named:
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton Delta RNN supports "
-                             "float32, float16, bfloat16, float64")
-        if t.device != z.device:
-            raise ValueError(f"{name} is on {t.device} but z is on {z.device}")
+    check_dtypes_devices(named, z.device, "Delta RNN")
     z, k, v, beta = (t.contiguous() for t in (z, k, v, beta))
     R0, y0 = state["R"].contiguous(), state["y"].contiguous()
     reset_u8 = reset.to(torch.bool).contiguous().view(torch.uint8)
@@ -249,3 +239,12 @@ def delta_rnn_triton(z: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     else:
         out, RT, yT = _DeltaRNNFunction.apply(z, k, v, beta, R0, y0, reset_u8, detach_each_step, chunk)
     return out, {"R": RT, "y": yT}
+
+
+def compile_specs(d: int) -> List[KernelSpec]:
+    """The forward and backward kernels as the launchers pick them at head size ``d`` (fp32)."""
+    DP = max(triton.next_power_of_2(d), 2)
+    return [KernelSpec(f"delta_rnn fwd d={d}", _delta_rnn_fwd_kernel, dict(D=d, DP=DP, STORE=True, ACC=tl.float32),
+                       _warps(DP)),
+            KernelSpec(f"delta_rnn bwd d={d}", _delta_rnn_bwd_kernel,
+                       dict(D=d, DP=DP, DETACH=False, ACC=tl.float32), _warps(DP))]

@@ -1,5 +1,9 @@
 """Fused Triton kernels for the self-referential weight matrix over a whole unroll.
 
+(Over 400 lines on purpose: the forward writes and the backward reads the same padded
+checkpoint and scratch tiles, laid out in both kernels side by side; the step maths
+they share is in ``triton_step.py``.)
+
 The op is the SRWM of Irie, Schlag, Csordas and Schmidhuber, "A Modern
 Self-Referential Weight Matrix That Learns to Modify Itself" (ICML 2022). Per
 (batch row, head) the carried state is the difference ``A_j`` of four matrices from
@@ -11,7 +15,7 @@ With ``W_j = S_j + A_j``::
     q_t     = softmax(W^q x_t);  k_t = softmax(W^k x_t);  b_t = sigmoid(W^b x_t)
     A_j    <- A_j + b_t[j] (W_j (q_t - k_t)) k_t^T      for all j, reads before writes
 
-Semantics match :func:`agents.kernels.reference.srwm_reference` exactly (including
+Semantics match :func:`agents.kernels.srwm.reference.srwm_reference` exactly (including
 ``detach_each_step``, where W^q, W^k, W^b get no gradient).
 
 Launch layout: one program per (batch row, head); the four state matrices live in
@@ -27,23 +31,19 @@ backward recurrences are written out in ``agents/kernels/README.md``.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["srwm_triton", "DEFAULT_CHUNK"]
+from ..triton_common import ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices
+from . import SRWM_KEYS
+from .triton_step import srwm_reads, srwm_weights, srwm_write
 
-SRWM_KEYS = ("y", "q", "k", "b")
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+__all__ = ["srwm_triton", "DEFAULT_CHUNK", "compile_specs"]
+
 DEFAULT_CHUNK = 16
-
-# Reductions go through tl.reduce with Triton's own combine functions: identical to
-# tl.sum / tl.max on the GPU, and run as a single numpy call by the CPU interpreter
-# (tl.sum / tl.max are nested @jit functions that the interpreter re-patches per call).
-_ADD = tl.standard._sum_combine
-_MAX = tl.standard._elementwise_max
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -100,37 +100,12 @@ def _srwm_fwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr,
                 tl.store(p_c + c_q, Aq)
                 tl.store(p_c + c_k, Ak)
                 tl.store(p_c + c_b, Ab)
-        rst = tl.load(p_reset) != 0
-        Ay = tl.where(rst, 0.0, Ay)
-        Aq = tl.where(rst, 0.0, Aq)
-        Ak = tl.where(rst, 0.0, Ak)
-        Ab = tl.where(rst, 0.0, Ab)
+        Ay, Aq, Ak, Ab, Wy, Wq, Wk, Wb = srwm_weights(tl.load(p_reset) != 0, Ay, Aq, Ak, Ab,
+                                                      p_sy, p_sq, p_sk, p_sb, m_yd, m_dd, m_4d, ACC)
         x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)                 # [DP]
-        Wy = tl.load(p_sy, mask=m_yd, other=0.0).to(ACC) + Ay          # [DYP, DP]
-        Wq = tl.load(p_sq, mask=m_dd, other=0.0).to(ACC) + Aq          # [DP, DP]
-        Wk = tl.load(p_sk, mask=m_dd, other=0.0).to(ACC) + Ak          # [DP, DP]
-        Wb = tl.load(p_sb, mask=m_4d, other=0.0).to(ACC) + Ab          # [4, DP]
-        y_t = tl.reduce(Wy * x_t[None, :], 1, _ADD)                          # [DYP]
-        sq = tl.where(md, tl.reduce(Wq * x_t[None, :], 1, _ADD), float("-inf"))
-        eq = tl.exp(sq - tl.reduce(sq, 0, _MAX))
-        q_t = eq / tl.reduce(eq, 0, _ADD)                                      # [DP] softmax
-        sk = tl.where(md, tl.reduce(Wk * x_t[None, :], 1, _ADD), float("-inf"))
-        ek = tl.exp(sk - tl.reduce(sk, 0, _MAX))
-        k_t = ek / tl.reduce(ek, 0, _ADD)                                      # [DP] softmax
-        b_t = 1.0 / (1.0 + tl.exp(-tl.reduce(Wb * x_t[None, :], 1, _ADD)))     # [4] sigmoid
-        d_t = q_t - k_t                                                        # [DP]
-        b0 = tl.reduce(tl.where(r4 == 0, b_t, 0.0), 0, _ADD)
-        b1 = tl.reduce(tl.where(r4 == 1, b_t, 0.0), 0, _ADD)
-        b2 = tl.reduce(tl.where(r4 == 2, b_t, 0.0), 0, _ADD)
-        b3 = tl.reduce(tl.where(r4 == 3, b_t, 0.0), 0, _ADD)
-        ey = tl.reduce(Wy * d_t[None, :], 1, _ADD)                            # [DYP]  W^y q - W^y k
-        e_q = tl.reduce(Wq * d_t[None, :], 1, _ADD)                           # [DP]
-        e_k = tl.reduce(Wk * d_t[None, :], 1, _ADD)                           # [DP]
-        e_b = tl.reduce(Wb * d_t[None, :], 1, _ADD)                           # [4]
-        Ay = Ay + (b0 * ey)[:, None] * k_t[None, :]
-        Aq = Aq + (b1 * e_q)[:, None] * k_t[None, :]
-        Ak = Ak + (b2 * e_k)[:, None] * k_t[None, :]
-        Ab = Ab + (b3 * e_b)[:, None] * k_t[None, :]
+        y_t = tl.reduce(Wy * x_t[None, :], 1, ADD)                     # [DYP]  read before write
+        q_t, k_t, b_t, b0, b1, b2, b3, d_t, ey, e_q, e_k, e_b = srwm_reads(Wy, Wq, Wk, Wb, x_t, md, r4)
+        Ay, Aq, Ak, Ab = srwm_write(Ay, Aq, Ak, Ab, k_t, b0, b1, b2, b3, ey, e_q, e_k, e_b)
         tl.store(p_y, y_t.to(y_ptr.dtype.element_ty), mask=ry < DY)
         p_x += B * H * D
         p_y += B * H * DY
@@ -213,44 +188,25 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
         p_reset = reset_ptr + t0 * B + i_b
         p_s = p_scr
         for _ in range(n - 1):
-            rst = tl.load(p_reset) != 0
-            Ay = tl.where(rst, 0.0, Ay)
-            Aq = tl.where(rst, 0.0, Aq)
-            Ak = tl.where(rst, 0.0, Ak)
-            Ab = tl.where(rst, 0.0, Ab)
-            Wy = tl.load(p_sy, mask=m_yd, other=0.0).to(ACC) + Ay
-            Wq = tl.load(p_sq, mask=m_dd, other=0.0).to(ACC) + Aq
-            Wk = tl.load(p_sk, mask=m_dd, other=0.0).to(ACC) + Ak
-            Wb = tl.load(p_sb, mask=m_4d, other=0.0).to(ACC) + Ab
+            Ay, Aq, Ak, Ab, Wy, Wq, Wk, Wb = srwm_weights(tl.load(p_reset) != 0, Ay, Aq, Ak, Ab,
+                                                          p_sy, p_sq, p_sk, p_sb, m_yd, m_dd, m_4d, ACC)
             tl.store(p_s + c_y, Wy)
             tl.store(p_s + c_q, Wq)
             tl.store(p_s + c_k, Wk)
             tl.store(p_s + c_b, Wb)
             x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)
-            sq = tl.where(md, tl.reduce(Wq * x_t[None, :], 1, _ADD), float("-inf"))
-            eq = tl.exp(sq - tl.reduce(sq, 0, _MAX))
-            q_t = eq / tl.reduce(eq, 0, _ADD)
-            sk = tl.where(md, tl.reduce(Wk * x_t[None, :], 1, _ADD), float("-inf"))
-            ek = tl.exp(sk - tl.reduce(sk, 0, _MAX))
-            k_t = ek / tl.reduce(ek, 0, _ADD)
-            b_t = 1.0 / (1.0 + tl.exp(-tl.reduce(Wb * x_t[None, :], 1, _ADD)))
-            d_t = q_t - k_t
-            b0 = tl.reduce(tl.where(r4 == 0, b_t, 0.0), 0, _ADD)
-            b1 = tl.reduce(tl.where(r4 == 1, b_t, 0.0), 0, _ADD)
-            b2 = tl.reduce(tl.where(r4 == 2, b_t, 0.0), 0, _ADD)
-            b3 = tl.reduce(tl.where(r4 == 3, b_t, 0.0), 0, _ADD)
-            Ay = Ay + (b0 * tl.reduce(Wy * d_t[None, :], 1, _ADD))[:, None] * k_t[None, :]
-            Aq = Aq + (b1 * tl.reduce(Wq * d_t[None, :], 1, _ADD))[:, None] * k_t[None, :]
-            Ak = Ak + (b2 * tl.reduce(Wk * d_t[None, :], 1, _ADD))[:, None] * k_t[None, :]
-            Ab = Ab + (b3 * tl.reduce(Wb * d_t[None, :], 1, _ADD))[:, None] * k_t[None, :]
+            q_t, k_t, b_t, b0, b1, b2, b3, d_t, ey, e_q, e_k, e_b = srwm_reads(Wy, Wq, Wk, Wb, x_t, md, r4)
+            Ay, Aq, Ak, Ab = srwm_write(Ay, Aq, Ak, Ab, k_t, b0, b1, b2, b3, ey, e_q, e_k, e_b)
             p_x += B * H * D
             p_reset += B
             p_s += SZ
-        rst = tl.load(p_reset) != 0
-        tl.store(p_s + c_y, tl.load(p_sy, mask=m_yd, other=0.0).to(ACC) + tl.where(rst, 0.0, Ay))
-        tl.store(p_s + c_q, tl.load(p_sq, mask=m_dd, other=0.0).to(ACC) + tl.where(rst, 0.0, Aq))
-        tl.store(p_s + c_k, tl.load(p_sk, mask=m_dd, other=0.0).to(ACC) + tl.where(rst, 0.0, Ak))
-        tl.store(p_s + c_b, tl.load(p_sb, mask=m_4d, other=0.0).to(ACC) + tl.where(rst, 0.0, Ab))
+        # the chunk's last step: its weights only (its write is not needed)
+        Ay, Aq, Ak, Ab, Wy, Wq, Wk, Wb = srwm_weights(tl.load(p_reset) != 0, Ay, Aq, Ak, Ab,
+                                                      p_sy, p_sq, p_sk, p_sb, m_yd, m_dd, m_4d, ACC)
+        tl.store(p_s + c_y, Wy)
+        tl.store(p_s + c_q, Wq)
+        tl.store(p_s + c_k, Wk)
+        tl.store(p_s + c_b, Wb)
         tl.debug_barrier()   # the reverse pass reads scratch written by other threads
 
         # (2) back-propagate through the chunk's steps in reverse
@@ -267,54 +223,38 @@ def _srwm_bwd_kernel(x_ptr, sy_ptr, sq_ptr, sk_ptr, sb_ptr, reset_ptr, dy_ptr,
             Wb = tl.load(p_s + c_b)                                                # [4, DP]
             x_t = tl.load(p_x, mask=md, other=0.0).to(ACC)                  # [DP]
             dy_t = tl.load(p_dy, mask=ry < DY, other=0.0).to(ACC)          # [DYP]
-            # recompute the step's reads
-            sq = tl.where(md, tl.reduce(Wq * x_t[None, :], 1, _ADD), float("-inf"))
-            eq = tl.exp(sq - tl.reduce(sq, 0, _MAX))
-            q_t = eq / tl.reduce(eq, 0, _ADD)
-            sk = tl.where(md, tl.reduce(Wk * x_t[None, :], 1, _ADD), float("-inf"))
-            ek = tl.exp(sk - tl.reduce(sk, 0, _MAX))
-            k_t = ek / tl.reduce(ek, 0, _ADD)
-            b_t = 1.0 / (1.0 + tl.exp(-tl.reduce(Wb * x_t[None, :], 1, _ADD)))   # [4]
-            d_t = q_t - k_t
-            b0 = tl.reduce(tl.where(r4 == 0, b_t, 0.0), 0, _ADD)
-            b1 = tl.reduce(tl.where(r4 == 1, b_t, 0.0), 0, _ADD)
-            b2 = tl.reduce(tl.where(r4 == 2, b_t, 0.0), 0, _ADD)
-            b3 = tl.reduce(tl.where(r4 == 3, b_t, 0.0), 0, _ADD)
-            ey = tl.reduce(Wy * d_t[None, :], 1, _ADD)                            # [DYP]
-            e_q = tl.reduce(Wq * d_t[None, :], 1, _ADD)                           # [DP]
-            e_k = tl.reduce(Wk * d_t[None, :], 1, _ADD)                           # [DP]
-            e_b = tl.reduce(Wb * d_t[None, :], 1, _ADD)                           # [4]
+            q_t, k_t, b_t, b0, b1, b2, b3, d_t, ey, e_q, e_k, e_b = srwm_reads(Wy, Wq, Wk, Wb, x_t, md, r4)
             if DETACH:                       # the state after this step is cut off
                 Gy = tl.zeros([DYP, DP], dtype=ACC)
                 Gq = tl.zeros([DP, DP], dtype=ACC)
                 Gk = tl.zeros([DP, DP], dtype=ACC)
                 Gb = tl.zeros([4, DP], dtype=ACC)
             # A_j' = A_j + b_j e_j k^T with e_j = W_j d
-            gky = tl.reduce(Gy * k_t[None, :], 1, _ADD)                            # [DYP] G k
-            gkq = tl.reduce(Gq * k_t[None, :], 1, _ADD)
-            gkk = tl.reduce(Gk * k_t[None, :], 1, _ADD)
-            gkb = tl.reduce(Gb * k_t[None, :], 1, _ADD)
-            db0 = tl.reduce(gky * ey, 0, _ADD)
-            db1 = tl.reduce(gkq * e_q, 0, _ADD)
-            db2 = tl.reduce(gkk * e_k, 0, _ADD)
-            db3 = tl.reduce(gkb * e_b, 0, _ADD)
+            gky = tl.reduce(Gy * k_t[None, :], 1, ADD)                            # [DYP] G k
+            gkq = tl.reduce(Gq * k_t[None, :], 1, ADD)
+            gkk = tl.reduce(Gk * k_t[None, :], 1, ADD)
+            gkb = tl.reduce(Gb * k_t[None, :], 1, ADD)
+            db0 = tl.reduce(gky * ey, 0, ADD)
+            db1 = tl.reduce(gkq * e_q, 0, ADD)
+            db2 = tl.reduce(gkk * e_k, 0, ADD)
+            db3 = tl.reduce(gkb * e_b, 0, ADD)
             dey = b0 * gky                                                         # dL/de_j
             deq = b1 * gkq
             dek = b2 * gkk
             deb = b3 * gkb
-            dd = (tl.reduce(Wy * dey[:, None], 0, _ADD) + tl.reduce(Wq * deq[:, None], 0, _ADD)
-                  + tl.reduce(Wk * dek[:, None], 0, _ADD) + tl.reduce(Wb * deb[:, None], 0, _ADD))   # [DP]
-            dk_upd = (b0 * tl.reduce(Gy * ey[:, None], 0, _ADD) + b1 * tl.reduce(Gq * e_q[:, None], 0, _ADD)
-                      + b2 * tl.reduce(Gk * e_k[:, None], 0, _ADD) + b3 * tl.reduce(Gb * e_b[:, None], 0, _ADD))
+            dd = (tl.reduce(Wy * dey[:, None], 0, ADD) + tl.reduce(Wq * deq[:, None], 0, ADD)
+                  + tl.reduce(Wk * dek[:, None], 0, ADD) + tl.reduce(Wb * deb[:, None], 0, ADD))   # [DP]
+            dk_upd = (b0 * tl.reduce(Gy * ey[:, None], 0, ADD) + b1 * tl.reduce(Gq * e_q[:, None], 0, ADD)
+                      + b2 * tl.reduce(Gk * e_k[:, None], 0, ADD) + b3 * tl.reduce(Gb * e_b[:, None], 0, ADD))
             dq_t = dd                                                              # d = q - k
             dk_t = dk_upd - dd
             # back through the reads
-            dsq = q_t * (dq_t - tl.reduce(dq_t * q_t, 0, _ADD))                    # softmax
-            dsk = k_t * (dk_t - tl.reduce(dk_t * k_t, 0, _ADD))
+            dsq = q_t * (dq_t - tl.reduce(dq_t * q_t, 0, ADD))                    # softmax
+            dsk = k_t * (dk_t - tl.reduce(dk_t * k_t, 0, ADD))
             dbv = tl.where(r4 == 0, db0, tl.where(r4 == 1, db1, tl.where(r4 == 2, db2, db3)))
             dsb = dbv * b_t * (1.0 - b_t)                                          # sigmoid
-            dx_t = (tl.reduce(Wy * dy_t[:, None], 0, _ADD) + tl.reduce(Wq * dsq[:, None], 0, _ADD)
-                    + tl.reduce(Wk * dsk[:, None], 0, _ADD) + tl.reduce(Wb * dsb[:, None], 0, _ADD))
+            dx_t = (tl.reduce(Wy * dy_t[:, None], 0, ADD) + tl.reduce(Wq * dsq[:, None], 0, ADD)
+                    + tl.reduce(Wk * dsk[:, None], 0, ADD) + tl.reduce(Wb * dsb[:, None], 0, ADD))
             tl.store(p_dx, dx_t.to(dx_ptr.dtype.element_ty), mask=md)
             # local gradient of W_j at this step
             Ly = dey[:, None] * d_t[None, :] + dy_t[:, None] * x_t[None, :]
@@ -358,14 +298,6 @@ def _num_warps(DP: int, DYP: int, backward: bool) -> int:
     return 1 if tile <= 256 else 2 if tile <= 1024 else 8
 
 
-def _acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """Accumulation dtype: float64 if any input is float64 (used by gradcheck), else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-_TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
-
-
 def _sizes(x, Wy, chunk):
     T, B, H, D = x.shape
     DY = Wy.shape[1]
@@ -382,12 +314,12 @@ def _srwm_forward(x, slow, delta, reset_u8, *, store_ckpt: bool, chunk: int):
     T, B, H, D, DY, DP, DYP, C, NC, SZ = _sizes(x, slow[0], chunk)
     y = torch.empty(T, B, H, DY, device=x.device, dtype=x.dtype)                 # [T, B, H, Dy]
     final = tuple(torch.empty_like(a) for a in delta)                            # [B, H, rows, D]
-    acc = _acc_dtype(x, *slow, *delta)
+    acc = acc_dtype(x, *slow, *delta)
     ckpt = (torch.empty(B * H, NC, SZ, device=x.device, dtype=acc)              # [B*H, NC, SZ]
             if store_ckpt else y)                                                # dummy when unused
     _srwm_fwd_kernel[(B * H,)](
         x, *slow, *delta, reset_u8, y, *final, ckpt, T, B, H, C, NC,
-        D=D, DY=DY, DP=DP, DYP=DYP, STORE_CKPT=store_ckpt, ACC=_TL_DTYPE[acc],
+        D=D, DY=DY, DP=DP, DYP=DYP, STORE_CKPT=store_ckpt, ACC=TL_DTYPE[acc],
         num_warps=_num_warps(DP, DYP, backward=False))
     return y, final, (ckpt if store_ckpt else None)
 
@@ -404,7 +336,7 @@ def _srwm_backward(x, slow, reset_u8, ckpt, d_y, g_final, *, detach: bool, chunk
     scratch = torch.empty(B * H, C, SZ, device=dev, dtype=acc)
     _srwm_bwd_kernel[(B * H,)](
         x, *slow, reset_u8, d_y, *g_final, ckpt, scratch, dx, *d_slow_bh, *d_delta,
-        T, B, H, C, NC, D=D, DY=DY, DP=DP, DYP=DYP, DETACH=detach, ACC=_TL_DTYPE[acc],
+        T, B, H, C, NC, D=D, DY=DY, DP=DP, DYP=DYP, DETACH=detach, ACC=TL_DTYPE[acc],
         num_warps=_num_warps(DP, DYP, backward=True))
     d_slow = tuple(g.sum(0) for g in d_slow_bh)                                  # [H, rows, D]
     return dx, d_slow, d_delta
@@ -458,12 +390,7 @@ def _check_inputs(x, W_slow, delta, reset):
         raise ValueError(f"reset must be [T, B] = [{T}, {B}], got {list(reset.shape)}")
     tensors = [("x", x)] + [(f"W_slow[{n!r}]", W_slow[n]) for n in SRWM_KEYS] \
         + [(f"delta[{n!r}]", delta[n]) for n in SRWM_KEYS]
-    for name, t in tensors:
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton SRWM supports "
-                             "float32, float16, bfloat16, float64")
-        if t.device != x.device:
-            raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+    check_dtypes_devices(tensors, x.device, "SRWM")
     if reset.device != x.device:
         raise ValueError(f"reset is on {reset.device} but x is on {x.device}")
     if len({W_slow[n].dtype for n in SRWM_KEYS}) != 1 or len({delta[n].dtype for n in SRWM_KEYS}) != 1:
@@ -495,3 +422,19 @@ def srwm_triton(x: torch.Tensor, W_slow: Dict[str, torch.Tensor], delta: Dict[st
     else:
         y, *final = _SRWMFunction.apply(x, *slow, *dlt, reset_u8, detach_each_step, chunk)
     return y, dict(zip(SRWM_KEYS, final))
+
+
+def compile_specs(d: int) -> List[KernelSpec]:
+    """The forward and backward kernels as the launchers pick them at head size ``d``, for
+    ``Dy = d`` (SRWM) and ``Dy = 3d + 1`` (SR-Delta), fp32."""
+    DP = max(triton.next_power_of_2(d), 2)
+    specs = []
+    for DY in (d, 3 * d + 1):
+        YP = max(triton.next_power_of_2(DY), 2)
+        for backward in (False, True):
+            consts = dict(D=d, DY=DY, DP=DP, DYP=YP, ACC=tl.float32)
+            consts.update(DETACH=False) if backward else consts.update(STORE_CKPT=True)
+            fn = _srwm_bwd_kernel if backward else _srwm_fwd_kernel
+            specs.append(KernelSpec(f"srwm {'bwd' if backward else 'fwd'} d={d} Dy={DY}", fn, consts,
+                                    _num_warps(DP, YP, backward)))
+    return specs

@@ -1,5 +1,9 @@
 """Fused Triton kernels for the delta rule over a whole unroll (DeltaNet).
 
+(Over 400 lines on purpose: the forward and backward kernels, their launchers and the
+autograd wrapper share the residual layout and the value-block split, and read best
+together; the gated backward is in ``triton_gated.py``.)
+
 The op is the fast memory of DeltaNet (Schlag, Irie and Schmidhuber, "Linear
 Transformers Are Secretly Fast Weight Programmers", ICML 2021) and of the SR-Delta
 core (Irie et al., "A Modern Self-Referential Weight Matrix That Learns to Modify
@@ -10,7 +14,7 @@ Itself", ICML 2022). Per (batch row, head), with state ``S`` of shape ``[Dk, Dv]
     S     <- S + k_t (beta_t r_t)^T
     o_t    = S^T q_t                # read after write
 
-Semantics match :func:`agents.kernels.reference.delta_rule_reference` exactly
+Semantics match :func:`agents.kernels.delta_rule.reference.delta_rule_reference` exactly
 (including ``detach_each_step``). Layout of the launch:
 
 * one program per (value block, batch row, head); the columns of ``S`` evolve
@@ -24,26 +28,26 @@ Semantics match :func:`agents.kernels.reference.delta_rule_reference` exactly
   recomputes ``S`` from the initial state (resets applied) for the terms that need
   it. Nothing is ever subtracted to undo a step, so resets are exact.
 
+``DELTA=False`` (``delta=False`` in :func:`delta_rule_triton`) drops the ``S^T k`` term
+of the residual, ``r_t = v_t``: with beta = 1 that is linear attention
+(:mod:`agents.kernels.linear_attention.triton_kernel`); the backward then has no
+``dv_old`` terms. The gated backward is in :mod:`agents.kernels.delta_rule.triton_gated`.
+
 The maths of the backward is written out in ``agents/kernels/README.md``.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["delta_rule_triton"]
+from ..triton_common import ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices
+from .triton_gated import gated_delta_backward
 
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-# Sums are written ``tl.reduce(x, axis, _ADD)`` with Triton's own combine function: on
-# the GPU this is exactly ``tl.sum`` for fp32, and the CPU interpreter
-# (TRITON_INTERPRET=1, used by the tests) runs it as one numpy call, whereas ``tl.sum``
-# is a nested @jit function that the interpreter re-patches on every call (~3 ms each).
-_ADD = tl.standard._sum_combine
+__all__ = ["delta_rule_triton", "compile_specs"]
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -55,7 +59,7 @@ def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
                       T, B, H, C,
                       DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
                       STORE_RES: tl.constexpr, HAS_ALPHA: tl.constexpr, STORE_CKPT: tl.constexpr,
-                      ACC: tl.constexpr):
+                      ACC: tl.constexpr, DELTA: tl.constexpr = True):
     """Forward over the unroll for one (value block, batch row, head).
 
     Pointers advance by one time step per iteration (additions only: cheaper than
@@ -96,11 +100,14 @@ def _delta_fwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, s0_ptr, reset_ptr,
         q_t = tl.load(p_q, mask=mk, other=0.0).to(ACC)          # [DKP]
         v_t = tl.load(p_v, mask=mv, other=0.0).to(ACC)          # [BV]
         beta_t = tl.load(p_beta).to(ACC)
-        r_t = v_t - tl.reduce(S * k_t[:, None], 0, _ADD)               # [BV]  v - S^T k
+        if DELTA:
+            r_t = v_t - tl.reduce(S * k_t[:, None], 0, ADD)           # [BV]  v - S^T k
+        else:
+            r_t = v_t                                                 # linear attention
         if STORE_RES:
             tl.store(p_r, r_t, mask=mv)
         S = S + k_t[:, None] * (beta_t * r_t)[None, :]
-        o_t = tl.reduce(S * q_t[:, None], 0, _ADD)                     # [BV]  read after write
+        o_t = tl.reduce(S * q_t[:, None], 0, ADD)                     # [BV]  read after write
         tl.store(p_o, o_t.to(out_ptr.dtype.element_ty), mask=mv)
         p_q += stride_k
         p_k += stride_k
@@ -117,7 +124,7 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
                       dq_ptr, dk_ptr, dv_ptr, dbeta_ptr, ds0_ptr, dvold_ptr,
                       T, B, H,
                       DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
-                      DETACH: tl.constexpr, ACC: tl.constexpr):
+                      DETACH: tl.constexpr, ACC: tl.constexpr, DELTA: tl.constexpr = True):
     """Backward for one (value block, batch row, head).
 
     dq_ptr, dk_ptr: [NV, T, B, H, DK] partial sums over value blocks;
@@ -166,13 +173,14 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
         r_t = tl.load(p_r, mask=mv, other=0.0)                                # [BV]
         beta_t = tl.load(p_beta).to(ACC)
         dS += q_t[:, None] * do_t[None, :]                                    # o_t = S_t^T q_t
-        tl.store(p_dk, tl.reduce(dS * (beta_t * r_t)[None, :], 1, _ADD), mask=mk)   # S' + k u^T
-        du = tl.reduce(dS * k_t[:, None], 0, _ADD)                            # [BV] dL/du, u = beta r
+        tl.store(p_dk, tl.reduce(dS * (beta_t * r_t)[None, :], 1, ADD), mask=mk)   # S' + k u^T
+        du = tl.reduce(dS * k_t[:, None], 0, ADD)                            # [BV] dL/du, u = beta r
         tl.store(p_dv, (beta_t * du).to(dv_ptr.dtype.element_ty), mask=mv)
-        tl.store(p_dbeta, tl.reduce(du * r_t, 0, _ADD))
-        dvold = -beta_t * du                                                  # [BV] dL/dv_old
-        tl.store(p_dvold, dvold, mask=mv)
-        dS += k_t[:, None] * dvold[None, :]                                   # v_old = S'^T k
+        tl.store(p_dbeta, tl.reduce(du * r_t, 0, ADD))
+        if DELTA:
+            dvold = -beta_t * du                                              # [BV] dL/dv_old
+            tl.store(p_dvold, dvold, mask=mv)
+            dS += k_t[:, None] * dvold[None, :]                               # v_old = S'^T k
         dS = tl.where(tl.load(p_reset) != 0, 0.0, dS)                         # S' = 0 cuts the path
         p_q -= stride_k
         p_k -= stride_k
@@ -203,12 +211,13 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
         k_t = tl.load(p_k, mask=mk, other=0.0).to(ACC)                 # [DKP]
         do_t = tl.load(p_do, mask=mv, other=0.0).to(ACC)               # [BV]
         r_t = tl.load(p_r, mask=mv, other=0.0)                                # [BV]
-        dvold = tl.load(p_dvold, mask=mv, other=0.0)                          # [BV]
         beta_t = tl.load(p_beta).to(ACC)
-        dk_t = tl.load(p_dk, mask=mk, other=0.0) + tl.reduce(S * dvold[None, :], 1, _ADD)
-        tl.store(p_dk, dk_t, mask=mk)                                         # v_old = S'^T k
+        if DELTA:
+            dvold = tl.load(p_dvold, mask=mv, other=0.0)                      # [BV]
+            dk_t = tl.load(p_dk, mask=mk, other=0.0) + tl.reduce(S * dvold[None, :], 1, ADD)
+            tl.store(p_dk, dk_t, mask=mk)                                     # v_old = S'^T k
         S = S + k_t[:, None] * (beta_t * r_t)[None, :]
-        tl.store(p_dq, tl.reduce(S * do_t[None, :], 1, _ADD), mask=mk)        # o_t = S_t^T q_t
+        tl.store(p_dq, tl.reduce(S * do_t[None, :], 1, ADD), mask=mk)        # o_t = S_t^T q_t
         p_k += stride_k
         p_dk += stride_k
         p_dq += stride_k
@@ -218,94 +227,6 @@ def _delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, s0_ptr, reset_ptr, res_ptr, do_ptr
         p_beta += B * H
         p_reset += B
 
-
-@triton.jit
-def _gated_delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, alpha_ptr, reset_ptr, res_ptr, do_ptr, dsT_ptr, ckpt_ptr,
-                            dq_ptr, dk_ptr, dv_ptr, dbeta_ptr, dalpha_ptr, ds0_ptr, scratch_ptr,
-                            T, B, H, C, NC,
-                            DK: tl.constexpr, DV: tl.constexpr, DKP: tl.constexpr, BV: tl.constexpr,
-                            DETACH: tl.constexpr, ACC: tl.constexpr):
-    """Backward of the gated delta rule for one (value block, batch row, head).
-
-    dalpha_t = <S_in_t, dL/dS'_t> needs the state and its gradient at the same step, so
-    this kernel walks the chunks of C steps in reverse: it reloads the chunk's checkpoint
-    (the carried state written by the forward at t = 0, C, 2C, ...), recomputes the
-    chunk's states S_in_t (after the reset, before the decay) into a per-program scratch
-    [C, DKP, BV], then back-propagates through the chunk's steps in reverse order.
-    dq_ptr, dk_ptr: [NV, T, B, H, DK]; dbeta_ptr, dalpha_ptr: [NV, T, B, H] (partial sums
-    over value blocks); dv_ptr: [T, B, H, DV]; ds0_ptr: [B, H, DK, DV].
-    """
-    i_v = tl.program_id(0)
-    i_bh = tl.program_id(1).to(tl.int64)
-    i_b = i_bh // H
-    NV = tl.num_programs(0)
-    rk = tl.arange(0, DKP)
-    rv = i_v * BV + tl.arange(0, BV)
-    mk = rk < DK
-    mv = rv < DV
-    m_s = mk[:, None] & mv[None, :]
-    o_s = i_bh * DK * DV + rk[:, None] * DV + rv[None, :]
-    o_tile = rk[:, None] * BV + tl.arange(0, BV)[None, :]                 # [DKP, BV] in the scratch
-    p_scr = scratch_ptr + (i_v * B * H + i_bh) * C * DKP * BV
-    stride_k = B * H * DK
-    stride_v = B * H * DV
-    o_k = i_bh * DK + rk
-    o_v = i_bh * DV + rv
-    o_pk = i_v * T * stride_k + o_k
-    o_pb = i_v * T * B * H + i_bh
-    if DETACH:
-        dS = tl.zeros([DKP, BV], dtype=ACC)
-    else:
-        dS = tl.load(dsT_ptr + o_s, mask=m_s, other=0.0).to(ACC)
-    for ci in range(NC):
-        c = NC - 1 - ci
-        t0 = c * C
-        L = tl.minimum(C, T - t0)
-        # Recompute the chunk forward from its checkpoint; keep S_in_t in the scratch.
-        S = tl.load(ckpt_ptr + c * B * H * DK * DV + o_s, mask=m_s, other=0.0).to(ACC)
-        for j in range(L):
-            t = t0 + j
-            S = tl.where(tl.load(reset_ptr + t * B + i_b) != 0, 0.0, S)
-            tl.store(p_scr + j * DKP * BV + o_tile, S)
-            a_t = tl.load(alpha_ptr + t * B * H + i_bh).to(ACC)
-            beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
-            k_t = tl.load(k_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
-            r_t = tl.load(res_ptr + t * stride_v + o_v, mask=mv, other=0.0)
-            S = S * a_t + k_t[:, None] * (beta_t * r_t)[None, :]
-        tl.debug_barrier()
-        # Back-propagate through the chunk's steps in reverse.
-        for jj in range(L):
-            j = L - 1 - jj
-            t = t0 + j
-            S_in = tl.load(p_scr + j * DKP * BV + o_tile)
-            a_t = tl.load(alpha_ptr + t * B * H + i_bh).to(ACC)
-            beta_t = tl.load(beta_ptr + t * B * H + i_bh).to(ACC)
-            q_t = tl.load(q_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
-            k_t = tl.load(k_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
-            r_t = tl.load(res_ptr + t * stride_v + o_v, mask=mv, other=0.0)
-            do_t = tl.load(do_ptr + t * stride_v + o_v, mask=mv, other=0.0).to(ACC)
-            u_t = beta_t * r_t                                                # [BV]
-            Sp = S_in * a_t                                                   # S' = alpha S_in
-            S_t = Sp + k_t[:, None] * u_t[None, :]
-            tl.store(dq_ptr + o_pk + t * stride_k, tl.reduce(S_t * do_t[None, :], 1, _ADD), mask=mk)
-            if DETACH:
-                dS = tl.zeros([DKP, BV], dtype=ACC)
-            dS += q_t[:, None] * do_t[None, :]                                # o_t = S_t^T q_t
-            du = tl.reduce(dS * k_t[:, None], 0, _ADD)                        # [BV]
-            tl.store(dv_ptr + t * stride_v + o_v, (beta_t * du).to(dv_ptr.dtype.element_ty), mask=mv)
-            tl.store(dbeta_ptr + o_pb + t * B * H, tl.reduce(du * r_t, 0, _ADD))
-            dvold = -beta_t * du
-            dk_t = tl.reduce(dS * u_t[None, :], 1, _ADD) + tl.reduce(Sp * dvold[None, :], 1, _ADD)
-            tl.store(dk_ptr + o_pk + t * stride_k, dk_t, mask=mk)
-            dS += k_t[:, None] * dvold[None, :]                               # dL/dS'_t
-            tl.store(dalpha_ptr + o_pb + t * B * H, tl.reduce(tl.reduce(S_in * dS, 1, _ADD), 0, _ADD))
-            dS = dS * a_t
-            dS = tl.where(tl.load(reset_ptr + t * B + i_b) != 0, 0.0, dS)
-        tl.debug_barrier()
-    tl.store(ds0_ptr + o_s, dS, mask=m_s)
-
-
-# ----------------------------------------------------------------------------- launchers
 
 
 def _block_v(DV: int, block_v: Optional[int], backward: bool) -> int:
@@ -321,16 +242,8 @@ def _num_warps(DKP: int, BV: int) -> int:
     return 1 if DKP * BV <= 512 else 2 if DKP * BV <= 2048 else 4
 
 
-def _acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """Accumulation dtype: float64 if any input is float64 (used by gradcheck), else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-_TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
-
-
 def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: Optional[int] = None,
-                   alpha: Optional[torch.Tensor] = None, chunk: int = 16):
+                   alpha: Optional[torch.Tensor] = None, chunk: int = 16, delta: bool = True):
     """Launch the forward kernel on contiguous inputs. Returns (out, final_state, res, ckpt);
     ``ckpt`` (the gated backward's checkpoints) only with alpha and store_res."""
     T, B, H, DK = q.shape
@@ -340,7 +253,7 @@ def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: 
     NV = triton.cdiv(DV, BV)
     out = torch.empty(T, B, H, DV, device=q.device, dtype=q.dtype)        # [T, B, H, Dv]
     final = torch.empty_like(state)                                       # [B, H, Dk, Dv]
-    acc = _acc_dtype(q, k, v, beta, state, *(() if alpha is None else (alpha,)))
+    acc = acc_dtype(q, k, v, beta, state, *(() if alpha is None else (alpha,)))
     res = (torch.empty(T, B, H, DV, device=q.device, dtype=acc)            # [T, B, H, Dv]
            if store_res else out)                                         # (dummy pointer when unused)
     store_ckpt = store_res and alpha is not None
@@ -350,12 +263,12 @@ def _delta_forward(q, k, v, beta, state, reset_u8, *, store_res: bool, block_v: 
         q, k, v, beta, state, reset_u8, out, final, res, alpha if alpha is not None else beta, ckpt,
         T, B, H, chunk,
         DK=DK, DV=DV, DKP=DKP, BV=BV, STORE_RES=store_res, HAS_ALPHA=alpha is not None,
-        STORE_CKPT=store_ckpt, ACC=_TL_DTYPE[acc], num_warps=_num_warps(DKP, BV))
+        STORE_CKPT=store_ckpt, ACC=TL_DTYPE[acc], DELTA=delta, num_warps=_num_warps(DKP, BV))
     return out, final, (res if store_res else None), (ckpt if store_ckpt else None)
 
 
 def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach: bool,
-                    block_v: Optional[int] = None):
+                    block_v: Optional[int] = None, delta: bool = True):
     """Launch the backward kernel. Returns (dq, dk, dv, dbeta, dstate) in the accumulation dtype."""
     T, B, H, DK = q.shape
     DV = res.shape[-1]
@@ -373,43 +286,18 @@ def _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final, *, detach:
     _delta_bwd_kernel[(NV, B * H)](
         q, k, beta, state, reset_u8, res, d_out, d_final,
         dq, dk, dv, dbeta, ds0, dvold, T, B, H,
-        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=_TL_DTYPE[acc], num_warps=_num_warps(DKP, BV))
+        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=TL_DTYPE[acc], DELTA=delta,
+        num_warps=_num_warps(DKP, BV))
     return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), ds0
-
-
-def _gated_delta_backward(q, k, beta, alpha, reset_u8, res, ckpt, d_out, d_final, *, detach: bool,
-                          chunk: int, block_v: Optional[int] = None):
-    """Launch the gated backward kernel. Returns (dq, dk, dv, dbeta, dstate, dalpha)."""
-    T, B, H, DK = q.shape
-    DV = res.shape[-1]
-    DKP = triton.next_power_of_2(DK)
-    BV = _block_v(DV, block_v, backward=True)
-    NV = triton.cdiv(DV, BV)
-    C = min(chunk, T)                                                      # the forward's interval
-    NC = triton.cdiv(T, C)
-    dev = q.device
-    acc = res.dtype
-    dq = torch.empty(NV, T, B, H, DK, device=dev, dtype=acc)
-    dk = torch.empty(NV, T, B, H, DK, device=dev, dtype=acc)
-    dbeta = torch.empty(NV, T, B, H, device=dev, dtype=acc)
-    dalpha = torch.empty(NV, T, B, H, device=dev, dtype=acc)
-    dv = torch.empty(T, B, H, DV, device=dev, dtype=acc)
-    ds0 = torch.empty(B, H, DK, DV, device=dev, dtype=acc)
-    scratch = torch.empty(NV, B * H, C, DKP, BV, device=dev, dtype=acc)   # S_in of one chunk
-    _gated_delta_bwd_kernel[(NV, B * H)](
-        q, k, beta, alpha, reset_u8, res, d_out, d_final, ckpt,
-        dq, dk, dv, dbeta, dalpha, ds0, scratch, T, B, H, C, NC,
-        DK=DK, DV=DV, DKP=DKP, BV=BV, DETACH=detach, ACC=_TL_DTYPE[acc], num_warps=_num_warps(DKP, BV))
-    return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), ds0, dalpha.sum(0)
 
 
 class _DeltaRuleFunction(torch.autograd.Function):
     """Autograd wrapper: inputs are already validated and contiguous."""
 
     @staticmethod
-    def forward(ctx, q, k, v, beta, state, reset_u8, alpha, detach_each_step, block_v, chunk):
+    def forward(ctx, q, k, v, beta, state, reset_u8, alpha, detach_each_step, block_v, chunk, delta):
         out, final, res, ckpt = _delta_forward(q, k, v, beta, state, reset_u8, store_res=True,
-                                               block_v=block_v, alpha=alpha, chunk=chunk)
+                                               block_v=block_v, alpha=alpha, chunk=chunk, delta=delta)
         if alpha is None:
             ctx.save_for_backward(q, k, beta, state, reset_u8, res)
         else:
@@ -418,6 +306,7 @@ class _DeltaRuleFunction(torch.autograd.Function):
         ctx.detach_each_step = detach_each_step
         ctx.block_v = block_v
         ctx.chunk = chunk
+        ctx.delta = delta
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, beta.dtype, state.dtype,
                       alpha.dtype if alpha is not None else None)
         if detach_each_step:
@@ -433,16 +322,18 @@ class _DeltaRuleFunction(torch.autograd.Function):
         tq, tk, tv, tb, ts, ta = ctx.dtypes
         if ctx.gated:
             alpha, ckpt = saved[6:]
-            dq, dk, dv, dbeta, ds0, dalpha = _gated_delta_backward(
+            BV = _block_v(res.shape[-1], ctx.block_v, backward=True)
+            dq, dk, dv, dbeta, ds0, dalpha = gated_delta_backward(
                 q, k, beta, alpha, reset_u8, res, ckpt, d_out, d_final, detach=ctx.detach_each_step,
-                chunk=ctx.chunk, block_v=ctx.block_v)
+                chunk=ctx.chunk, block_v=BV, num_warps=_num_warps(triton.next_power_of_2(q.shape[-1]), BV))
             d_alpha = dalpha.to(ta)
         else:
             dq, dk, dv, dbeta, ds0 = _delta_backward(q, k, beta, state, reset_u8, res, d_out, d_final,
-                                                     detach=ctx.detach_each_step, block_v=ctx.block_v)
+                                                     detach=ctx.detach_each_step, block_v=ctx.block_v,
+                                                     delta=ctx.delta)
             d_alpha = None
         return (dq.to(tq), dk.to(tk), dv.to(tv), dbeta.to(tb), ds0.to(ts), None, d_alpha,
-                None, None, None)
+                None, None, None, None)
 
 
 def _check_inputs(q, k, v, beta, state, reset, alpha=None):
@@ -465,12 +356,7 @@ def _check_inputs(q, k, v, beta, state, reset, alpha=None):
     if alpha is not None and alpha.shape != (T, B, H):
         raise ValueError(f"alpha must be [T, B, H] = [{T}, {B}, {H}], got {list(alpha.shape)}")
     named = [("q", q), ("k", k), ("v", v), ("beta", beta), ("state", state)]
-    for name, t in named + ([("alpha", alpha)] if alpha is not None else []):
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton delta rule supports "
-                             "float32, float16, bfloat16, float64")
-        if t.device != q.device:
-            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+    check_dtypes_devices(named + ([("alpha", alpha)] if alpha is not None else []), q.device, "delta rule")
     if reset.device != q.device:
         raise ValueError(f"reset is on {reset.device} but q is on {q.device}")
 
@@ -478,7 +364,7 @@ def _check_inputs(q, k, v, beta, state, reset, alpha=None):
 def delta_rule_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
                       state: torch.Tensor, reset: torch.Tensor, *, detach_each_step: bool = False,
                       block_v: Optional[int] = None, alpha: Optional[torch.Tensor] = None,
-                      chunk: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
+                      chunk: int = 16, delta: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
     """Delta rule over a whole unroll in one kernel launch (same contract as the reference).
 
     q, k: [T, B, H, Dk]; v: [T, B, H, Dv]; beta: [T, B, H]; state: [B, H, Dk, Dv];
@@ -486,9 +372,12 @@ def delta_rule_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: t
     Returns (out [T, B, H, Dv] in q's dtype, final_state [B, H, Dk, Dv] in state's dtype).
     ``block_v`` (a power of two) overrides the value-block width; ``chunk`` is the
     checkpoint interval of the gated backward. Without autograd (e.g. acting, T = 1) no
-    residuals or checkpoints are stored.
+    residuals or checkpoints are stored. ``delta=False`` drops the ``S^T k`` term of the
+    residual (linear attention, with beta = 1; not with alpha).
     """
     _check_inputs(q, k, v, beta, state, reset, alpha)
+    if not delta and alpha is not None:
+        raise ValueError("delta=False (linear attention) has no gated form: pass alpha=None")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     q, k, v, beta, state = (t.contiguous() for t in (q, k, v, beta, state))
@@ -498,6 +387,32 @@ def delta_rule_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: t
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in grads)
     if not needs_grad:
         out, final, _, _ = _delta_forward(q, k, v, beta, state, reset_u8, store_res=False, block_v=block_v,
-                                          alpha=alpha)
+                                          alpha=alpha, delta=delta)
         return out, final
-    return _DeltaRuleFunction.apply(q, k, v, beta, state, reset_u8, alpha, detach_each_step, block_v, chunk)
+    return _DeltaRuleFunction.apply(q, k, v, beta, state, reset_u8, alpha, detach_each_step, block_v, chunk,
+                                    delta)
+
+
+def compile_specs(d: int) -> List[KernelSpec]:
+    """The kernel variants the launchers pick at head size ``d`` (Dk = Dv = d, fp32): the
+    forward and backward of the delta rule, the gated delta rule and linear attention.
+    Labels start with the op's ``launch.bench_kernels --ops`` name."""
+    from .triton_gated import _gated_delta_bwd_kernel
+    P = triton.next_power_of_2(d)
+    specs = []
+    for kind in ("delta", "gated", "linear"):
+        for backward in (False, True):
+            BV = _block_v(d, None, backward)
+            consts = dict(DK=d, DV=d, DKP=P, BV=BV, ACC=tl.float32)
+            if backward:
+                consts.update(DETACH=False)
+                if kind != "gated":
+                    consts.update(DELTA=kind == "delta")
+                fn = _gated_delta_bwd_kernel if kind == "gated" else _delta_bwd_kernel
+            else:
+                consts.update(STORE_RES=True, HAS_ALPHA=kind == "gated", STORE_CKPT=kind == "gated",
+                              DELTA=kind != "linear")
+                fn = _delta_fwd_kernel
+            specs.append(KernelSpec(f"{kind} {'bwd' if backward else 'fwd'} d={d} BV={BV}", fn, consts,
+                                    _num_warps(P, BV)))
+    return specs

@@ -9,8 +9,8 @@ weights ``S`` [d, d], the previous output ``y`` [d] and the recurrent slow weigh
     q = softmax(q~ + h R_q);  k = softmax(k~ + h R_k);  v = v~ + h R_v;  beta = sigmoid(b~ + h . r_b)
     e = v - S^T k;   S <- S + k (beta e)^T;   y = S^T q
 
-Semantics match :func:`agents.kernels.reference.rec_delta_reference`. As for the Delta
-RNN (:mod:`agents.kernels.triton_delta_rnn`), ``y`` couples every column of the state,
+Semantics match :func:`agents.kernels.rec_delta.reference.rec_delta_reference`. As for the Delta
+RNN (:mod:`agents.kernels.delta_rnn.triton_kernel`), ``y`` couples every column of the state,
 so one program owns a (row, head): grid ``(B * H,)``. The forward stores the residuals
 ``e`` and checkpoints ``(S, y)`` every C steps; the backward walks the chunks in
 reverse, recomputes each chunk's states after the reset into a per-program scratch and
@@ -22,16 +22,15 @@ buffers and summed over the batch in PyTorch (deterministic).
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from .triton_delta import _ADD, _TL_DTYPE, SUPPORTED_DTYPES, _acc_dtype
-from .triton_delta_rnn import _softmax
+from ..triton_common import ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices, softmax
 
-__all__ = ["rec_delta_triton"]
+__all__ = ["rec_delta_triton", "compile_specs"]
 
 
 @triton.jit
@@ -45,14 +44,14 @@ def _slow_inputs(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr, rb_ptr,
     """q, k (softmaxed), v, beta of one step from the pre-activations and h = tanh(y)."""
     hc = h[:, None]
     qp = tl.load(qx_ptr + o_in, mask=m, other=0.0).to(ACC) + \
-        tl.reduce(hc * tl.load(rq_ptr + o_r, mask=m_s, other=0.0).to(ACC), 0, _ADD)
+        tl.reduce(hc * tl.load(rq_ptr + o_r, mask=m_s, other=0.0).to(ACC), 0, ADD)
     kp = tl.load(kx_ptr + o_in, mask=m, other=0.0).to(ACC) + \
-        tl.reduce(hc * tl.load(rk_ptr + o_r, mask=m_s, other=0.0).to(ACC), 0, _ADD)
+        tl.reduce(hc * tl.load(rk_ptr + o_r, mask=m_s, other=0.0).to(ACC), 0, ADD)
     v = tl.load(vx_ptr + o_in, mask=m, other=0.0).to(ACC) + \
-        tl.reduce(hc * tl.load(rv_ptr + o_r, mask=m_s, other=0.0).to(ACC), 0, _ADD)
-    bp = tl.load(bx_ptr + o_b).to(ACC) + tl.reduce(h * tl.load(rb_ptr + o_rb, mask=m, other=0.0).to(ACC), 0, _ADD)
+        tl.reduce(hc * tl.load(rv_ptr + o_r, mask=m_s, other=0.0).to(ACC), 0, ADD)
+    bp = tl.load(bx_ptr + o_b).to(ACC) + tl.reduce(h * tl.load(rb_ptr + o_rb, mask=m, other=0.0).to(ACC), 0, ADD)
     beta = 1.0 / (1.0 + tl.exp(-bp))
-    return _softmax(qp, m), _softmax(kp, m), tl.where(m, v, 0.0), beta
+    return softmax(qp, m), softmax(kp, m), tl.where(m, v, 0.0), beta
 
 
 @triton.jit
@@ -85,11 +84,11 @@ def _rec_delta_fwd_kernel(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr
         h = _tanh(y)
         q, k, v, beta = _slow_inputs(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr, rb_ptr,
                                      t * stride + o_v, o_r, o_rb, t * B * H + i_bh, h, m, m_s, ACC)
-        e = v - tl.reduce(S * k[:, None], 0, _ADD)
+        e = v - tl.reduce(S * k[:, None], 0, ADD)
         if STORE:
             tl.store(res_ptr + t * stride + o_v, e, mask=m)
         S = S + k[:, None] * (beta * e)[None, :]
-        y = tl.where(m, tl.reduce(S * q[:, None], 0, _ADD), 0.0)
+        y = tl.where(m, tl.reduce(S * q[:, None], 0, ADD), 0.0)
         tl.store(out_ptr + t * stride + o_v, y.to(out_ptr.dtype.element_ty), mask=m)
     tl.store(sT_ptr + o_s, S.to(sT_ptr.dtype.element_ty), mask=m_s)
     tl.store(yT_ptr + o_v, y.to(yT_ptr.dtype.element_ty), mask=m)
@@ -144,7 +143,7 @@ def _rec_delta_bwd_kernel(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr
                                          t * stride + o_v, o_r, o_rb, t * B * H + i_bh, h, m, m_s, ACC)
             e = tl.load(res_ptr + t * stride + o_v, mask=m, other=0.0)
             S = S + k[:, None] * (beta * e)[None, :]
-            y = tl.where(m, tl.reduce(S * q[:, None], 0, _ADD), 0.0)
+            y = tl.where(m, tl.reduce(S * q[:, None], 0, ADD), 0.0)
         tl.debug_barrier()
         for jj in range(L):                                                # back-propagate
             j = L - 1 - jj
@@ -161,16 +160,16 @@ def _rec_delta_bwd_kernel(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr
             u = beta * e
             S_t = S_in + k[:, None] * u[None, :]
             dy = do_t + gy
-            dq = tl.reduce(S_t * dy[None, :], 1, _ADD)                       # S_t dy
+            dq = tl.reduce(S_t * dy[None, :], 1, ADD)                       # S_t dy
             G += q[:, None] * dy[None, :]
-            du = tl.reduce(G * k[:, None], 0, _ADD)                          # G^T k
+            du = tl.reduce(G * k[:, None], 0, ADD)                          # G^T k
             dv = beta * du
-            dbeta = tl.reduce(du * e, 0, _ADD)
+            dbeta = tl.reduce(du * e, 0, ADD)
             dvold = -beta * du
-            dk = tl.reduce(G * u[None, :], 1, _ADD) + tl.reduce(S_in * dvold[None, :], 1, _ADD)
+            dk = tl.reduce(G * u[None, :], 1, ADD) + tl.reduce(S_in * dvold[None, :], 1, ADD)
             G += k[:, None] * dvold[None, :]                                 # dL/dS'
-            dqp = tl.where(m, q * (dq - tl.reduce(q * dq, 0, _ADD)), 0.0)    # softmax backward
-            dkp = tl.where(m, k * (dk - tl.reduce(k * dk, 0, _ADD)), 0.0)
+            dqp = tl.where(m, q * (dq - tl.reduce(q * dq, 0, ADD)), 0.0)    # softmax backward
+            dkp = tl.where(m, k * (dk - tl.reduce(k * dk, 0, ADD)), 0.0)
             dv = tl.where(m, dv, 0.0)
             dbp = dbeta * beta * (1.0 - beta)
             tl.store(dqx_ptr + t * stride + o_v, dqp.to(dqx_ptr.dtype.element_ty), mask=m)
@@ -182,9 +181,9 @@ def _rec_delta_bwd_kernel(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr
             dRk += hc * dkp[None, :]
             dRv += hc * dv[None, :]
             drb += h * dbp
-            dh = tl.reduce(tl.load(rq_ptr + o_r, mask=m_s, other=0.0).to(ACC) * dqp[None, :], 1, _ADD) \
-                + tl.reduce(tl.load(rk_ptr + o_r, mask=m_s, other=0.0).to(ACC) * dkp[None, :], 1, _ADD) \
-                + tl.reduce(tl.load(rv_ptr + o_r, mask=m_s, other=0.0).to(ACC) * dv[None, :], 1, _ADD) \
+            dh = tl.reduce(tl.load(rq_ptr + o_r, mask=m_s, other=0.0).to(ACC) * dqp[None, :], 1, ADD) \
+                + tl.reduce(tl.load(rk_ptr + o_r, mask=m_s, other=0.0).to(ACC) * dkp[None, :], 1, ADD) \
+                + tl.reduce(tl.load(rv_ptr + o_r, mask=m_s, other=0.0).to(ACC) * dv[None, :], 1, ADD) \
                 + tl.load(rb_ptr + o_rb, mask=m, other=0.0).to(ACC) * dbp
             gy = dh * (1.0 - h * h)
             rs = tl.load(reset_ptr + t * B + i_b) != 0
@@ -209,7 +208,7 @@ def _warps(DP: int, backward: bool = False) -> int:
 def _forward(qx, kx, vx, bx, Rq, Rk, Rv, rb, S0, y0, reset_u8, *, store: bool, chunk: int):
     T, B, H, D = qx.shape
     DP = max(triton.next_power_of_2(D), 2)
-    acc = _acc_dtype(qx, kx, vx, bx, Rq, Rk, Rv, rb, S0, y0)
+    acc = acc_dtype(qx, kx, vx, bx, Rq, Rk, Rv, rb, S0, y0)
     out = torch.empty_like(qx)
     ST, yT = torch.empty_like(S0), torch.empty_like(y0)
     C = min(chunk, T)
@@ -222,7 +221,7 @@ def _forward(qx, kx, vx, bx, Rq, Rk, Rv, rb, S0, y0, reset_u8, *, store: bool, c
         res = cks = cky = out                                                # dummy pointers
     _rec_delta_fwd_kernel[(B * H,)](qx, kx, vx, bx, Rq, Rk, Rv, rb, S0, y0, reset_u8, out, ST, yT,
                                     res, cks, cky, T, B, H, C, D=D, DP=DP, STORE=store,
-                                    ACC=_TL_DTYPE[acc], num_warps=_warps(DP))
+                                    ACC=TL_DTYPE[acc], num_warps=_warps(DP))
     return out, ST, yT, ((res, cks, cky) if store else None)
 
 
@@ -258,7 +257,7 @@ class _RecDeltaFunction(torch.autograd.Function):
         _rec_delta_bwd_kernel[(B * H,)](qx, kx, vx, bx, Rq, Rk, Rv, rb, reset_u8, res, cks, cky, d_out, d_S, d_y,
                                         dqx, dkx, dvx, dbx, drq, drk, drv, drb, dS0, dy0, scr_s, scr_y,
                                         T, B, H, C, NC, D=D, DP=DP, DETACH=ctx.detach_each_step,
-                                        ACC=_TL_DTYPE[acc], num_warps=_warps(DP, backward=True))
+                                        ACC=TL_DTYPE[acc], num_warps=_warps(DP, backward=True))
         grads = (dqx, dkx, dvx, dbx, drq.sum(0), drk.sum(0), drv.sum(0), drb.sum(0), dS0, dy0)
         return tuple(g.to(dt) for g, dt in zip(grads, ctx.dtypes)) + (None, None, None)
 
@@ -278,12 +277,7 @@ def rec_delta_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     tensors = [q, k, v, beta, R["q"], R["k"], R["v"], R["b"], state["S"], state["y"]]
     names = ["q", "k", "v", "beta", "R['q']", "R['k']", "R['v']", "R['b']", "state['S']", "state['y']"]
-    for name, t in zip(names, tensors):
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton RDN supports float32, float16, "
-                             "bfloat16, float64")
-        if t.device != q.device:
-            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+    check_dtypes_devices(zip(names, tensors), q.device, "RDN")
     tensors = [t.contiguous() for t in tensors]
     reset_u8 = reset.to(torch.bool).contiguous().view(torch.uint8)
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
@@ -291,3 +285,12 @@ def rec_delta_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     else:
         out, ST, yT = _RecDeltaFunction.apply(*tensors, reset_u8, detach_each_step, chunk)
     return out, {"S": ST, "y": yT}
+
+
+def compile_specs(d: int) -> List[KernelSpec]:
+    """The forward and backward kernels as the launchers pick them at head size ``d`` (fp32)."""
+    DP = max(triton.next_power_of_2(d), 2)
+    return [KernelSpec(f"rec_delta fwd d={d}", _rec_delta_fwd_kernel, dict(D=d, DP=DP, STORE=True, ACC=tl.float32),
+                       _warps(DP)),
+            KernelSpec(f"rec_delta bwd d={d}", _rec_delta_bwd_kernel,
+                       dict(D=d, DP=DP, DETACH=False, ACC=tl.float32), _warps(DP, backward=True))]

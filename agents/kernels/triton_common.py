@@ -1,0 +1,82 @@
+"""What the Triton kernels of every op share: dtypes, the reductions' combine functions,
+the masked softmax, and the description of a kernel variant for ``--compile-only``.
+
+Reductions are written ``tl.reduce(x, axis, ADD)`` (and ``MAX``) with the combine
+functions below: on the GPU they compile to exactly what ``tl.sum`` / ``tl.max`` give.
+Under the CPU interpreter (``TRITON_INTERPRET=1``, the tests) a reduction with a
+user-written combine function runs element by element in Python (measured about 100x
+slower than ``np.sum`` on a 16 x 16 tile), and ``tl.sum`` is a nested ``@jit`` function
+that the interpreter re-patches on every call (about 6x slower). So, and only when
+interpreting, ``ADD`` / ``MAX`` are Triton's own combine functions when they exist
+(the interpreter maps those to one numpy call); if a Triton release renames them the
+interpreter falls back to ours: slower tests, same results. The compiled kernels never
+touch a private Triton name.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+def acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype: float64 if any input is float64 (used by gradcheck), else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def check_dtypes_devices(named, device, what: str) -> None:
+    """Raise if a (name, tensor) pair has an unsupported dtype or lives off ``device``."""
+    for name, t in named:
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton {what} supports "
+                             "float32, float16, bfloat16, float64")
+        if t.device != device:
+            raise ValueError(f"{name} is on {t.device} but the first input is on {device}")
+
+
+@triton.jit
+def add_combine(a, b):
+    return a + b
+
+
+@triton.jit
+def max_combine(a, b):
+    return tl.maximum(a, b)
+
+
+if os.environ.get("TRITON_INTERPRET") == "1":       # interpreter speed only, see the docstring
+    ADD = getattr(tl.standard, "_sum_combine", add_combine)
+    MAX = getattr(tl.standard, "_elementwise_max", max_combine)
+else:
+    ADD = add_combine
+    MAX = max_combine
+
+
+@triton.jit
+def softmax(y, m):
+    """Softmax of the valid lanes ``m`` of a vector y; padded lanes give 0."""
+    y = tl.where(m, y, float("-inf"))
+    ex = tl.exp(y - tl.reduce(y, 0, MAX))
+    ex = tl.where(m, ex, 0.0)
+    return ex / tl.reduce(ex, 0, ADD)
+
+
+@triton.jit
+def sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+class KernelSpec(NamedTuple):
+    """One compiled variant of a kernel, as its launcher would pick it for a head size
+    (``python -m launch.bench_kernels --compile-only`` compiles these for a GPU target)."""
+    label: str                      # e.g. "delta fwd", "srwm bwd Dy=49"
+    fn: object                      # the @triton.jit kernel
+    constexprs: Dict[str, object]
+    num_warps: int
