@@ -10,7 +10,7 @@ measures, each for ``--seconds`` after a warm-up:
 3. **learner**: samples/s (T x B per update) of :class:`learner.learner.Learner` on
    synthetic batches of the run's shapes;
 4. **e2e**: training steps/s of a real run (the rollout source + learner loop of
-   :mod:`learner.trainer`), with the time breakdown of actors (env, inference, write,
+   :mod:`launch.trainer`), with the time breakdown of actors (env, inference, write,
    wait for a free buffer) and learner (learn, copy = publish parameters, wait for a
    batch, inference-server forward time) and the CPU-time efficiency::
 
@@ -91,7 +91,7 @@ def parse(argv: Sequence[str]):
     """(bench args, base TrainConfig) with the bench's defaults for options not given."""
     from launch.config import build_parser, config_from_args, validate_config
     from launch.train import explicit_flags
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
 
     args, rest = bench_parser().parse_known_args(argv)
     train_parser = build_parser(prog="python -m launch.bench")
@@ -198,7 +198,7 @@ def bench_learner(cfg, obs_spec, num_actions: int, tasks, seconds: float) -> dic
     """Samples/s of Learner.step on synthetic batches (after one warm-up update)."""
     from agents.model import build_agent
     from learner.learner import Learner
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
     device = resolve_device(cfg.run.device)
     T, B = cfg.actor.unroll_length, cfg.actor.batch_size
     torch.manual_seed(0)
@@ -235,7 +235,7 @@ class _Run:
         from actors.source import LocalRolloutSource
         from agents.model import build_agent
         from learner.learner import Learner
-        from learner.trainer import resolve_device
+        from learner.device import resolve_device
         self.cfg = cfg
         self.device = resolve_device(cfg.run.device)
         if cfg.learner.learner_threads > 0:
@@ -400,7 +400,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return bench_envs_main(argv[1:]) or 0
     args, cfg = parse(argv)
     from envs import describe_env
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
     device = resolve_device(cfg.run.device)
     if cfg.learner.learner_threads > 0:
         torch.set_num_threads(cfg.learner.learner_threads)

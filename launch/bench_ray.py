@@ -2,7 +2,7 @@
 
 For each backend (``--backends local ray``) it runs the trainer's loop (rollout source
 -> :class:`learner.learner.Learner` step -> publish parameters, as in
-:mod:`learner.trainer`; IMPALA, Espeholt et al., ICML 2018) and, after the first
+:mod:`launch.trainer`; IMPALA, Espeholt et al., ICML 2018) and, after the first
 update and ``--warmup`` seconds, measures for ``--seconds``:
 
 * training steps/s (T x B per update) and their ratio ray / local;
@@ -98,7 +98,7 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
     from envs import describe_env
     from learner.learner import Learner
     from actors.source import merge_timing
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
     cfg = copy.deepcopy(cfg)
     cfg.run.backend = backend
     device = resolve_device(cfg.run.device)

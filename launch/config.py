@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from actors.config import ActorConfig, validate_actor_config
 from agents.model import ModelConfig, validate_model_config
 from envs import EnvConfig, validate_env_config
+from learner.device import check_device
 from learner.learner import LearnerConfig, validate_learner_config
 
 
@@ -56,16 +57,6 @@ class TrainConfig:
 
 
 SECTIONS = ("env", "model", "actor", "learner", "run")
-
-
-def check_device(dev: str) -> None:
-    """Raise ValueError unless ``dev`` is auto, cpu, cuda or cuda:N and usable here."""
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {dev!r}")
-    if dev.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {dev}: CUDA is not available on this machine")
 
 
 def validate_run_config(cfg: RunConfig) -> None:

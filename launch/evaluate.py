@@ -106,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_device(name: str) -> str:
-    from launch.config import check_device
-    from learner.trainer import resolve_device
+    from learner.device import check_device, resolve_device
     try:
         check_device(name)
     except ValueError as e:

@@ -32,9 +32,11 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from learner.checkpoint import checkpoint_dir, list_checkpoints, save_checkpoint
-from learner.learner import Learner, NonFiniteError
 from envs.stats import EpisodeStats
+from launch.config import config_to_dict
+from learner.checkpoint import checkpoint_dir, list_checkpoints, save_checkpoint
+from learner.device import resolve_device
+from learner.learner import Learner, NonFiniteError
 from learner.logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -118,18 +120,11 @@ def failure_summary(error: BaseException, **counters) -> dict:
     return out
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Trainer:
     """Owns a run directory and drives one training run to completion."""
 
     def __init__(self, cfg, run_dir: Path, *, agent, obs_spec, num_actions: int, task_names,
                  resume_payload: Optional[dict] = None, loss_hook=None):
-        from launch.config import config_to_dict
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.obs_spec = obs_spec

@@ -33,7 +33,7 @@ def save_fresh_checkpoint(run_dir: Path, argv) -> Path:
     from agents.model import build_agent
     from envs import describe_env
     from launch.config import parse_config
-    from learner.trainer import Trainer
+    from launch.trainer import Trainer
 
     cfg = parse_config(argv)
     torch.manual_seed(0)
