@@ -9,10 +9,11 @@ measures, each for ``--seconds`` after a warm-up:
    the inference server), the learner only handing buffers back;
 3. **learner**: samples/s (T x B per update) of :class:`learner.learner.Learner` on
    synthetic batches of the run's shapes;
-4. **e2e**: training steps/s of a real run (the rollout source + learner loop of
-   :mod:`learner.trainer`), with the time breakdown of actors (env, inference, write,
-   wait for a free buffer) and learner (learn, copy = publish parameters, wait for a
-   batch, inference-server forward time) and the CPU-time efficiency::
+4. **e2e**: training steps/s of a real run (:class:`launch.trainer.Trainer`, driven one
+   ``Trainer.step`` at a time: the very update cycle of training), with the time
+   breakdown of actors (env, inference, write, wait for a free buffer) and learner
+   (learn, copy = publish parameters, wait for a batch, inference-server forward time)
+   and the CPU-time efficiency::
 
        efficiency = e2e steps/s x (actor CPU s per step + learner CPU s per step) / cores
 
@@ -35,6 +36,9 @@ Examples::
     python -m launch.bench --cores ff srwm --inference actor learner --seconds 30
     python -m launch.bench --env memory --cores lstm --batch-size 16 --json out.json
     python -m launch.bench envs --families procgen --num-envs 16
+
+Length: about 430 lines, one command in three parts (command line, the four
+measurements, the report); the loop it measures is the trainer's, not a copy.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ def parse(argv: Sequence[str]):
     """(bench args, base TrainConfig) with the bench's defaults for options not given."""
     from launch.config import build_parser, config_from_args, validate_config
     from launch.train import explicit_flags
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
 
     args, rest = bench_parser().parse_known_args(argv)
     train_parser = build_parser(prog="python -m launch.bench")
@@ -198,7 +202,7 @@ def bench_learner(cfg, obs_spec, num_actions: int, tasks, seconds: float) -> dic
     """Samples/s of Learner.step on synthetic batches (after one warm-up update)."""
     from agents.model import build_agent
     from learner.learner import Learner
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
     device = resolve_device(cfg.run.device)
     T, B = cfg.actor.unroll_length, cfg.actor.batch_size
     torch.manual_seed(0)
@@ -229,79 +233,47 @@ def bench_learner(cfg, obs_spec, num_actions: int, tasks, seconds: float) -> dic
 
 
 class _Run:
-    """A rollout source (+ inference server) and, for e2e, a learner: the trainer's loop."""
+    """The trainer driven one :meth:`launch.trainer.Trainer.step` at a time (the very update
+    cycle of a training run), with the benchmark's counters; ``learn=False`` measures the
+    actors alone (each batch is taken and dropped, handing the buffers back)."""
 
     def __init__(self, cfg, obs_spec, num_actions: int, tasks, learn: bool):
-        from actors.source import LocalRolloutSource
         from agents.model import build_agent
-        from learner.learner import Learner
-        from learner.trainer import resolve_device
-        self.cfg = cfg
-        self.device = resolve_device(cfg.run.device)
-        if cfg.learner.learner_threads > 0:
-            torch.set_num_threads(cfg.learner.learner_threads)
-        T, B = cfg.actor.unroll_length, cfg.actor.batch_size
+        from launch.trainer import Trainer
         torch.manual_seed(cfg.env.seed)
         agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-        self.learner = Learner(cfg.learner, agent, total_steps=cfg.run.total_steps, steps_per_update=T * B,
-                               device=self.device, reward_clip=cfg.model.reward_clip)
-        self.server = None
-        if cfg.actor.inference == "learner":
-            from actors.inference import InferenceServer
-            self.server = InferenceServer(cfg, self.learner.agent, device=self.device)
-        self.source = LocalRolloutSource(cfg, self.learner.agent, obs_shape=obs_spec.shape,
-                                         obs_dtype=obs_spec.dtype, num_actions=num_actions,
-                                         num_tasks=len(tasks), pin_memory=self.device.type == "cuda",
-                                         inference_server=self.server)
+        self.trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions,
+                               task_names=tasks)
+        self.steps_per_update = cfg.actor.unroll_length * cfg.actor.batch_size
         self.learn = learn
-        self.acc: Dict[str, float] = {}
         self.actor_timing: Dict[str, float] = {}
         self.trained = 0
         self.updates = 0
 
     def __enter__(self):
-        self.source.start()
-        self.source.publish(self.learner.agent)
+        self.trainer.start()
         return self
 
     def __exit__(self, *exc):
-        self.source.stop()
-
-    def _add(self, key: str, value: float) -> None:
-        self.acc[key] = self.acc.get(key, 0.0) + value
+        self.trainer.stop()
 
     def tick(self) -> None:
-        """One iteration of the trainer's loop (or, without learning, just hand buffers back)."""
-        B = self.cfg.actor.batch_size
-        t0 = time.perf_counter()
-        got = self.source.get_batch(B, timeout=0.05)
-        self._add("wait_batch", time.perf_counter() - t0)
-        self.source.drain_episodes()
         from actors.source import merge_timing
-        merge_timing(self.actor_timing, self.source.drain_timing())
-        if got is None or not self.learn:
-            return
-        batch, state, _ = got
-        t1 = time.perf_counter()
-        self.learner.step(batch, state)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t2 = time.perf_counter()
-        self.source.publish(self.learner.agent)
-        t3 = time.perf_counter()
-        self._add("learn", t2 - t1)
-        self._add("copy", t3 - t2)
-        self.trained += self.cfg.actor.unroll_length * B
-        self.updates += 1
+        if self.trainer.step(learn=self.learn):
+            self.trained += self.steps_per_update
+            self.updates += 1
+        merge_timing(self.actor_timing, self.trainer.source.drain_timing())
 
     def reset_counters(self) -> None:
-        self.acc, self.actor_timing, self.trained, self.updates = {}, {}, 0, 0
-        if self.server is not None:
-            self.server.take_stats()
+        self.actor_timing, self.trained, self.updates = {}, 0, 0
+        self.trainer.timing.clear()
+        self.trainer.lags.clear()
+        if self.trainer.inference_server is not None:
+            self.trainer.inference_server.take_stats()
 
     def procs(self):
         out = []
-        for pid in self.source.pids():
+        for pid in self.trainer.source.pids():
             try:
                 out.append(psutil.Process(pid))
             except psutil.Error:
@@ -329,9 +301,10 @@ def bench_pool(cfg, obs_spec, num_actions: int, tasks, seconds: float, warmup: f
             run.tick()
         wall = time.perf_counter() - t0
         cpu_me, cpu_act = cpu_seconds([me]) - cpu_me0, cpu_seconds(actors) - cpu_act0
-        srv = run.server.take_stats() if run.server is not None else None
-        restarts = run.source.restarts
-        at, acc = run.actor_timing, run.acc
+        server = run.trainer.inference_server
+        srv = server.take_stats() if server is not None else None
+        restarts = run.trainer.source.restarts
+        at, acc = run.actor_timing, run.trainer.timing
         acted = at.get("steps", 0)
         out = {"wall_s": wall, "acted_steps": acted, "actor_sps": acted / wall,
                "actor_cpu_us_per_step": 1e6 * cpu_act / max(acted, 1),
@@ -351,8 +324,8 @@ def bench_pool(cfg, obs_spec, num_actions: int, tasks, seconds: float, warmup: f
         out.update({"e2e_sps": sps, "updates": run.updates, "trained_steps": trained,
                     "learner_cpu_us_per_step": 1e6 * l_cpu,
                     "efficiency": sps * (a_cpu + l_cpu) / usable_cores(),
-                    "time_learn_s": acc.get("learn", 0.0), "time_copy_s": acc.get("copy", 0.0),
-                    "time_wait_batch_s": acc.get("wait_batch", 0.0)})
+                    "time_learn_s": acc.get("time/learn", 0.0), "time_copy_s": acc.get("time/copy", 0.0),
+                    "time_wait_batch_s": acc.get("time/wait_batch", 0.0)})
         return out
 
 
@@ -400,7 +373,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return bench_envs_main(argv[1:]) or 0
     args, cfg = parse(argv)
     from envs import describe_env
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
     device = resolve_device(cfg.run.device)
     if cfg.learner.learner_threads > 0:
         torch.set_num_threads(cfg.learner.learner_threads)

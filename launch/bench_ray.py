@@ -1,8 +1,8 @@
 """Local processes against Ray actors, same config, one run: ``python -m launch.bench_ray``.
 
 For each backend (``--backends local ray``) it runs the trainer's loop (rollout source
--> :class:`learner.learner.Learner` step -> publish parameters, as in
-:mod:`learner.trainer`; IMPALA, Espeholt et al., ICML 2018) and, after the first
+-> :class:`learner.learner.Learner` step -> publish parameters: ``Trainer.step`` of
+:mod:`launch.trainer`; IMPALA, Espeholt et al., ICML 2018) and, after the first
 update and ``--warmup`` seconds, measures for ``--seconds``:
 
 * training steps/s (T x B per update) and their ratio ray / local;
@@ -93,76 +93,55 @@ def process_groups(source, backend: str):
 
 
 def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
-    """The trainer's loop on one backend; figures over ``seconds`` after the warm-up."""
+    """The trainer's loop (:meth:`launch.trainer.Trainer.step`) on one backend; figures over
+    ``seconds`` after the warm-up."""
+    from actors.source import merge_timing
     from agents.model import build_agent
     from envs import describe_env
-    from learner.learner import Learner
-    from actors.source import merge_timing
-    from learner.trainer import resolve_device
+    from launch.trainer import Trainer
     cfg = copy.deepcopy(cfg)
     cfg.run.backend = backend
-    device = resolve_device(cfg.run.device)
-    if cfg.learner.learner_threads > 0:
-        torch.set_num_threads(cfg.learner.learner_threads)
     obs_spec, num_actions, tasks = describe_env(cfg.env)
     T, B = cfg.actor.unroll_length, cfg.actor.batch_size
     torch.manual_seed(cfg.env.seed)
     agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    learner = Learner(cfg.learner, agent, total_steps=cfg.run.total_steps, steps_per_update=T * B,
-                      device=device, reward_clip=cfg.model.reward_clip)
-    kwargs = dict(obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype, num_actions=num_actions,
-                  num_tasks=len(tasks), pin_memory=device.type == "cuda")
-    if backend == "ray":
-        from actors.ray_backend import RayRolloutSource
-        source = RayRolloutSource(cfg, learner.agent, **kwargs)
-    else:
-        from actors.source import LocalRolloutSource
-        source = LocalRolloutSource(cfg, learner.agent, **kwargs)
+    trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
     t0 = time.perf_counter()
     try:
-        source.start()
-        source.publish(learner.agent)
+        trainer.start()
+        source = trainer.source
         startup = time.perf_counter() - t0
+        timing: dict = {}                               # the actors' (env, inference, write, wait, steps)
 
-        timing: dict = {}
-
-        def update(lags):
-            t_wait = time.perf_counter()
-            got = source.get_batch(B, timeout=0.05)
-            timing["learner_wait"] = timing.get("learner_wait", 0.0) + time.perf_counter() - t_wait
-            source.drain_episodes()
+        def update() -> bool:
+            made = trainer.step()
             merge_timing(timing, source.drain_timing())
-            if got is None:
-                return False
-            batch, state, info = got
-            learner.step(batch, state)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            version = source.publish(learner.agent)
-            lags.append(float((version - 1 - info["policy_versions"]).float().mean()))
-            return True
+            return made
 
-        lags: list = []
-        while not update(lags):
+        while not update():
             if time.perf_counter() - t0 > 600:
                 raise RuntimeError(f"{backend}: no batch within 600 s")
         first_batch = time.perf_counter() - t0
         t_end = time.perf_counter() + warmup
         while time.perf_counter() < t_end:
-            update(lags)
-        lags, updates = [], 0
+            update()
+        updates = 0
         timing.clear()
+        trainer.timing.clear()
+        trainer.lags.clear()
         actors, system = process_groups(source, backend)
         me = psutil.Process()
         cpu0 = [cpu_seconds([me]), cpu_seconds(actors), cpu_seconds(system)]
         t1 = time.perf_counter()
         while time.perf_counter() - t1 < seconds or updates < 2:
-            updates += update(lags)
+            updates += update()
         wall = time.perf_counter() - t1
         cpu1 = [cpu_seconds([me]), cpu_seconds(actors), cpu_seconds(system)]
         restarts = source.restarts
+        lags = list(trainer.lags)
+        timing["learner_wait"] = trainer.timing.get("time/wait_batch", 0.0)
     finally:
-        source.stop()
+        trainer.stop()
     sps = updates * T * B / wall
     trained = max(updates * T * B, 1)
     learner_cpu, actor_cpu, system_cpu = (b - a for a, b in zip(cpu0, cpu1))

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from actors.config import ActorConfig, validate_actor_config
 from agents.model import ModelConfig, validate_model_config
 from envs import EnvConfig, validate_env_config
+from learner.checkpoint import model_config_from_dict, section_from_dict
+from learner.device import check_device
 from learner.learner import LearnerConfig, validate_learner_config
 
 
@@ -57,16 +59,6 @@ class TrainConfig:
 
 
 SECTIONS = ("env", "model", "actor", "learner", "run")
-
-
-def check_device(dev: str) -> None:
-    """Raise ValueError unless ``dev`` is auto, cpu, cuda or cuda:N and usable here."""
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {dev!r}")
-    if dev.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {dev}: CUDA is not available on this machine")
 
 
 def validate_run_config(cfg: RunConfig) -> None:
@@ -178,21 +170,12 @@ def config_to_dict(cfg: TrainConfig) -> dict:
 
 
 def config_from_dict(d: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from plain data, ignoring fields this version does not know.
-
-    A model config saved before the ``srwm_*`` options existed describes the IDSIA RL
-    SRWM layer, so it gets those options' IDSIA RL values, not today's defaults."""
-    def build(cls, data):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in names})
-    model = dict(d.get("model") or {})
-    if model and "srwm_input_norm" not in model:
-        from agents.cores.srwm import SRWM_PAPER_OPTIONS
-        model = {**SRWM_PAPER_OPTIONS, **model}
-    d = {**d, "model": model}
-    return TrainConfig(env=build(EnvConfig, d.get("env")), model=build(ModelConfig, d.get("model")),
-                       actor=build(ActorConfig, d.get("actor")), learner=build(LearnerConfig, d.get("learner")),
-                       run=build(RunConfig, d.get("run")))
+    """Rebuild a TrainConfig from plain data, ignoring fields this version does not know
+    (old model sections get the IDSIA RL SRWM options: :func:`learner.checkpoint.model_config_from_dict`)."""
+    return TrainConfig(env=section_from_dict(EnvConfig, d.get("env")), model=model_config_from_dict(d.get("model")),
+                       actor=section_from_dict(ActorConfig, d.get("actor")),
+                       learner=section_from_dict(LearnerConfig, d.get("learner")),
+                       run=section_from_dict(RunConfig, d.get("run")))
 
 
 def save_config(cfg: TrainConfig, path) -> None:

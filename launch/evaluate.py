@@ -48,11 +48,12 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from learner.evaluation import (ALL_EPISODES, EpisodeResult, EvalTask, EvaluationInputError,
-                                EvaluationWorkerError, LoadedPolicy, RunnerSettings, Split, can_record,
-                                VideoWriteError,
-                                default_video_format, find_ffmpeg, load_policy, plan_episodes,
-                                resolve_splits, resolve_tasks, run_episodes, summarise)
+from learner.evaluation.loading import LoadedPolicy, load_policy
+from learner.evaluation.plan import (ALL_EPISODES, EpisodeResult, EvalTask, EvaluationInputError, Split,
+                                     plan_episodes, resolve_splits, resolve_tasks)
+from learner.evaluation.runner import EvaluationWorkerError, RunnerSettings, VideoWriteError, run_episodes
+from learner.evaluation.stats import summarise
+from learner.evaluation.video import can_record, default_video_format, find_ffmpeg
 
 log = logging.getLogger("launch.evaluate")
 
@@ -106,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_device(name: str) -> str:
-    from launch.config import check_device
-    from learner.trainer import resolve_device
+    from learner.device import check_device, resolve_device
     try:
         check_device(name)
     except ValueError as e:
@@ -270,7 +270,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     check_options(args)
     device = _resolve_device(args.device)
     loaded: LoadedPolicy = load_policy(args.checkpoint, device)
-    cfg_env = loaded.cfg.env
+    cfg_env = loaded.env
     overrides = {}
     if args.distribution_mode:
         overrides["distribution_mode"] = args.distribution_mode
@@ -279,7 +279,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.sticky_action_prob is not None:
         overrides["sticky_action_prob"] = args.sticky_action_prob
     base_env = dataclasses.replace(cfg_env, split="", eval_mode=True, env_threads=0, **overrides)
-    loaded.cfg = dataclasses.replace(loaded.cfg, env=base_env)
+    loaded.env = base_env
     tasks: List[EvalTask]
     tasks, family = resolve_tasks(args.env, loaded)
     splits = plan_splits(args, family, base_env.distribution_mode)
@@ -342,7 +342,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     summary = summarise(results, tasks, splits, base_env.distribution_mode, args.score_constants, family)
     summary["meta"] = {
         "checkpoint": str(loaded.path), "steps": loaded.steps, "updates": loaded.updates,
-        "core": loaded.cfg.model.core, "env": args.env or cfg_env.env, "family": family,
+        "core": loaded.model.core, "env": args.env or cfg_env.env, "family": family,
         "distribution_mode": base_env.distribution_mode, "greedy": args.greedy, "seed": args.seed,
         "episodes_per_split": args.episodes, "max_steps": args.max_steps,
         "noop_max": base_env.noop_max if family == "atari" else None,

@@ -230,12 +230,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from launch.threads import apply_layout, plan_for_config
-    from learner.trainer import resolve_device
+    from learner.device import resolve_device
     layout = plan_for_config(cfg, resolve_device(cfg.run.device).type)
     apply_layout(cfg, layout)
     log.info(layout.describe())
     try:
-        from learner.trainer import Trainer, failure_summary
+        from launch.trainer import Trainer, failure_summary
         try:
             reserve_summary(run_dir)
         except OSError as e:

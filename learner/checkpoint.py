@@ -24,6 +24,7 @@ count as loadable).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -240,3 +241,28 @@ def check_architecture(saved: dict, current: dict) -> None:
         if saved.get(key) != current.get(key):
             raise CheckpointError(f"checkpoint architecture differs in {key!r}: "
                                   f"checkpoint has {saved.get(key)!r}, this run has {current.get(key)!r}")
+
+
+# -- the config sections a checkpoint saves (plain data -> dataclasses) ------------------
+
+def section_from_dict(cls, data):
+    """A config dataclass from a saved section, ignoring fields this version does not know."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TypeError(f"the {cls.__name__} section is a {type(data).__name__}, not a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def model_config_from_dict(data):
+    """The ``model`` section as an :class:`agents.model.ModelConfig`.
+
+    A model config saved before the ``srwm_*`` options existed describes the IDSIA RL
+    SRWM layer, so it gets those options' IDSIA RL values, not today's defaults."""
+    from agents.model import ModelConfig
+    model = dict(data or {})
+    if model and "srwm_input_norm" not in model:
+        from agents.cores.srwm import SRWM_PAPER_OPTIONS
+        model = {**SRWM_PAPER_OPTIONS, **model}
+    return section_from_dict(ModelConfig, model)

@@ -20,7 +20,9 @@ import torch
 
 from envs.scores import SCORE_CONSTANTS, normalised_score, score_bounds
 from launch.evaluate import main as evaluate_main
-from learner.evaluation import Split, episode_levels, find_ffmpeg, return_stats
+from learner.evaluation.plan import Split, episode_levels
+from learner.evaluation.stats import return_stats
+from learner.evaluation.video import find_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--core", "lstm", "--lstm-hidden-size", "16", "--feature-size", "16", "--encoder", "mlp",
@@ -33,7 +35,7 @@ def save_fresh_checkpoint(run_dir: Path, argv) -> Path:
     from agents.model import build_agent
     from envs import describe_env
     from launch.config import parse_config
-    from learner.trainer import Trainer
+    from launch.trainer import Trainer
 
     cfg = parse_config(argv)
     torch.manual_seed(0)
@@ -393,7 +395,7 @@ def test_atari_human_normalised_score_by_hand():
 
 def test_summarise_reports_human_normalised_scores_for_atari():
     from types import SimpleNamespace
-    from learner.evaluation import summarise
+    from learner.evaluation.stats import summarise
     task = SimpleNamespace(name="Pong")
     split = SimpleNamespace(name="eval", has_levels=False, start_level=0, num_levels=0)
     job = SimpleNamespace(game="Pong", split="eval")
@@ -420,15 +422,15 @@ def test_unwritable_out_and_videos_folder_are_one_line_exit_2(procgen_run, tmp_p
 
 
 def test_a_failed_video_keeps_every_finished_result(procgen_run, tmp_path, capsys, monkeypatch):
-    import learner.evaluation as ev
+    import learner.evaluation.runner as runner
     written = []
 
     def failing_video(path, frames, fps=20):
         if written:
             raise OSError(28, "No space left on device")
         written.append(path)
-        return ev.Path(path)
-    monkeypatch.setattr(ev, "write_video", failing_video)
+        return Path(path)
+    monkeypatch.setattr(runner, "write_video", failing_video)
     code, _, err = evaluate([procgen_run, "--env", "procgen:leaper", "--split", "test1", "--episodes", 4,
                              "--record", 4, "--video-format", "gif", "--envs", 1, "--out", tmp_path], capsys)
     assert code == 1, err

@@ -45,7 +45,7 @@ def run_trainer(cfg, tmp_path, loss_hook=None, seed=0):
     """One in-process training run (the real Trainer loop); returns (summary, trainer)."""
     from agents.model import build_agent
     from envs import describe_env
-    from learner.trainer import Trainer
+    from launch.trainer import Trainer
     torch.manual_seed(seed)
     np.random.seed(seed)
     obs_spec, num_actions, tasks = describe_env(cfg.env)
@@ -206,7 +206,7 @@ def test_killed_actor_is_replaced_and_training_finishes(local_ray, tmp_path):
     trainer_box = {}
     from agents.model import build_agent
     from envs import describe_env
-    from learner.trainer import Trainer
+    from launch.trainer import Trainer
     cfg = make_cfg(tmp_path, "kill", "--backend", "ray", "--total-steps", "8000")
     obs_spec, A, tasks = describe_env(cfg.env)
     torch.manual_seed(0)
@@ -252,7 +252,7 @@ def test_multinode_cluster_places_actors_on_different_nodes_and_trains(tmp_path)
         trainer_box = {}
         from agents.model import build_agent
         from envs import describe_env
-        from learner.trainer import Trainer
+        from launch.trainer import Trainer
         cfg = make_cfg(tmp_path, "cluster", "--backend", "ray", "--ray-address", cluster.address,
                        "--total-steps", "3200")
         obs_spec, A, tasks = describe_env(cfg.env)

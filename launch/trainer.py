@@ -1,9 +1,15 @@
 """The training run: run directory, actors, learner loop, logging, checkpoints, signals.
 
-One learner loop serves every actor backend (a rollout source, see
-:mod:`actors.source`)::
+The composition root: it wires the rollout source (actors, inference server; see
+:mod:`actors.source`), the learner, checkpoints, signals and logging. One learner loop
+serves every actor backend::
 
     source.get_batch(B) -> Learner.step -> source.publish(params) -> log / checkpoint
+
+:meth:`Trainer.run` is the whole run; :meth:`Trainer.start`, :meth:`Trainer.step` (one
+update cycle: get a batch, learner step, publish parameters, episode statistics) and
+:meth:`Trainer.stop` are public so that the benchmarks (:mod:`launch.bench`) measure the
+very loop training runs.
 
 Shutdown: the first SIGINT or SIGTERM finishes the current update, writes a final
 checkpoint, stops and joins every actor and exits; a second SIGINT exits at once
@@ -32,9 +38,11 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from learner.checkpoint import checkpoint_dir, list_checkpoints, save_checkpoint
-from learner.learner import Learner, NonFiniteError
 from envs.stats import EpisodeStats
+from launch.config import config_to_dict
+from learner.checkpoint import checkpoint_dir, list_checkpoints, save_checkpoint
+from learner.device import resolve_device
+from learner.learner import Learner, NonFiniteError
 from learner.logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -118,20 +126,15 @@ def failure_summary(error: BaseException, **counters) -> dict:
     return out
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Trainer:
     """Owns a run directory and drives one training run to completion."""
 
-    def __init__(self, cfg, run_dir: Path, *, agent, obs_spec, num_actions: int, task_names,
+    def __init__(self, cfg, run_dir: Optional[Path], *, agent, obs_spec, num_actions: int, task_names,
                  resume_payload: Optional[dict] = None, loss_hook=None):
-        from launch.config import config_to_dict
+        """``run_dir`` None: no run directory (benchmarks driving :meth:`step`); :meth:`run`
+        and :meth:`checkpoint` need one."""
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.obs_spec = obs_spec
         self.num_actions = num_actions
         self.task_names = list(task_names)
@@ -156,6 +159,11 @@ class Trainer:
             self.restarts_before = int(run.get("actor_restarts", 0))
             self.saved_updates = self.learner.updates
         self.source = None
+        self.inference_server = None
+        self.logger: Optional[RunLogger] = None
+        self.timing: Dict[str, float] = defaultdict(float)   # learner side: time/wait_batch, time/learn, time/copy
+        self.lags: list = []                                  # policy lag of each update since the last log row
+        self.last_stats: Dict[str, float] = {}                # the newest learner step's scalars
 
     # -- pieces ------------------------------------------------------------------------
     def make_source(self):
@@ -165,6 +173,7 @@ class Trainer:
         if cfg.actor.inference == "learner":
             from actors.inference import InferenceServer
             server = InferenceServer(cfg, self.learner.agent, device=self.device)
+        self.inference_server = server
         if cfg.run.backend == "ray":
             from actors.ray_backend import RayRolloutSource
             return RayRolloutSource(cfg, self.learner.agent, obs_shape=self.obs_spec.shape,
@@ -212,14 +221,77 @@ class Trainer:
         files = list_checkpoints(self.run_dir)
         return files[-1].name if files else None
 
+    # -- one update cycle ---------------------------------------------------------------
+    def start(self) -> None:
+        """Build the rollout source unless built, start the actors and publish the parameters."""
+        if self.source is None:
+            self.source = self.make_source()
+        self.source.start()
+        self.source.publish(self.learner.agent)
+
+    def step(self, learn: bool = True) -> bool:
+        """One cycle of the loop: wait up to 50 ms for a batch of B unrolls, add the finished
+        episodes to the statistics (and the log), take a learner step on the batch and
+        publish the new parameters. True when an update was made.
+
+        ``learn=False`` takes the batch and drops it, handing the buffers back to the actors
+        (the benchmarks measure the actors alone this way)."""
+        t0 = time.perf_counter()
+        got = self.source.get_batch(self.cfg.actor.batch_size, timeout=0.05)
+        self.timing["time/wait_batch"] += time.perf_counter() - t0
+        episodes = self.source.drain_episodes()
+        self.stats.add(episodes)
+        if self.logger is not None:
+            self.logger.log_episodes(self.learner.steps, episodes)
+        if got is None or not learn:
+            return False
+        batch, state, info = got
+        t1 = time.perf_counter()
+        self.last_stats = self.learner.step(batch, state, loss_hook=self.loss_hook)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        version = self.source.publish(self.learner.agent)
+        t3 = time.perf_counter()
+        self.timing["time/learn"] += t2 - t1
+        self.timing["time/copy"] += t3 - t2
+        self.lags.append(float((version - 1 - info["policy_versions"]).float().mean()))
+        return True
+
+    def stop(self) -> None:
+        """Stop and join the actors (and the inference server)."""
+        if self.source is not None:
+            self.source.stop()
+
+    def log_row(self, sps: float) -> None:
+        """One log row (TensorBoard, CSV, progress bar); clears the timing and lags it reports."""
+        timing = self.source.drain_timing()
+        scalars = dict(self.last_stats)
+        scalars.update(task_scalars(self.stats))
+        scalars.update(self.source.queue_sizes())
+        scalars.update({"sps": sps, "updates": self.learner.updates,
+                        "actor_restarts": self.restarts_before + self.source.restarts,
+                        "policy_lag": float(np.mean(self.lags)) if self.lags else None,
+                        "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
+        scalars.update(self.timing)
+        if self.inference_server is not None:
+            st = self.inference_server.take_stats()
+            scalars["inference/batch_rows"] = st.get("mean_batch_rows")
+            scalars["time/server_forward"] = st.get("time_forward")
+        self.logger.log(self.learner.steps, scalars)
+        ret = scalars.get("return/mean")
+        self.logger.progress(self.learner.steps, {"sps": f"{sps:.0f}",
+                                                  "return": "-" if ret is None else f"{ret:.2f}"})
+        self.timing.clear()
+        self.lags.clear()
+
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict:
         cfg = self.cfg
-        T, B = cfg.actor.unroll_length, cfg.actor.batch_size
-        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names)
-                           + self.learner.diagnostic_columns(),
-                           total_steps=cfg.run.total_steps, start_step=self.learner.steps,
-                           progress=cfg.run.progress, rewind=True)
+        logger = self.logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names)
+                                         + self.learner.diagnostic_columns(),
+                                         total_steps=cfg.run.total_steps, start_step=self.learner.steps,
+                                         progress=cfg.run.progress, rewind=True)
         self.source = self.make_source()
         signals = _Signals(on_hard_exit=self._hard_exit).install()
         status = "finished"
@@ -227,58 +299,17 @@ class Trainer:
         t_start = time.time()
         last_log = last_ckpt = time.time()
         steps_at_log = self.learner.steps
-        acc = defaultdict(float)
-        lags = []
-        last_stats: Dict[str, float] = {}
         try:
-            self.source.start()
-            self.source.publish(self.learner.agent)
+            self.start()
             while self.learner.steps < cfg.run.total_steps:
                 if signals.stop_requested:
                     status = f"stopped by {signals.reason}"
                     break
-                t0 = time.perf_counter()
-                got = self.source.get_batch(B, timeout=0.05)
-                acc["time/wait_batch"] += time.perf_counter() - t0
-                episodes = self.source.drain_episodes()
-                self.stats.add(episodes)
-                logger.log_episodes(self.learner.steps, episodes)
-                if got is not None:
-                    batch, state, info = got
-                    t1 = time.perf_counter()
-                    last_stats = self.learner.step(batch, state, loss_hook=self.loss_hook)
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    t2 = time.perf_counter()
-                    version = self.source.publish(self.learner.agent)
-                    t3 = time.perf_counter()
-                    acc["time/learn"] += t2 - t1
-                    acc["time/copy"] += t3 - t2
-                    lags.append(float((version - 1 - info["policy_versions"]).float().mean()))
+                self.step()
                 now = time.time()
                 if now - last_log >= cfg.run.log_interval_s or self.learner.steps >= cfg.run.total_steps:
-                    sps = (self.learner.steps - steps_at_log) / max(now - last_log, 1e-9)
-                    timing = self.source.drain_timing()
-                    scalars = dict(last_stats)
-                    scalars.update(task_scalars(self.stats))
-                    scalars.update(self.source.queue_sizes())
-                    scalars.update({"sps": sps, "updates": self.learner.updates,
-                                    "actor_restarts": self.restarts_before + self.source.restarts,
-                                    "policy_lag": float(np.mean(lags)) if lags else None,
-                                    "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
-                    scalars.update(acc)
-                    server = getattr(self.source, "inference_server", None)
-                    if server is not None:
-                        st = server.take_stats()
-                        scalars["inference/batch_rows"] = st.get("mean_batch_rows")
-                        scalars["time/server_forward"] = st.get("time_forward")
-                    logger.log(self.learner.steps, scalars)
-                    ret = scalars.get("return/mean")
-                    logger.progress(self.learner.steps, {"sps": f"{sps:.0f}",
-                                                         "return": "-" if ret is None else f"{ret:.2f}"})
+                    self.log_row(sps=(self.learner.steps - steps_at_log) / max(now - last_log, 1e-9))
                     last_log, steps_at_log = now, self.learner.steps
-                    acc.clear()
-                    lags.clear()
                 if now - last_ckpt >= cfg.run.checkpoint_interval_s:
                     if self.learner.updates > (self.saved_updates or 0):   # never an untrained one
                         self.checkpoint()
@@ -306,9 +337,10 @@ class Trainer:
                         log.error("%s", e)
         finally:
             try:
-                self.source.stop()
+                self.stop()
             finally:
                 logger.close()
+                self.logger = None
                 signals.restore()
         if error is not None and not isinstance(error, Exception):
             raise error          # KeyboardInterrupt, SystemExit: not a failure of the run

@@ -1,0 +1,64 @@
+"""``Trainer.step``, the trainer's public update cycle, as the benchmark drives it.
+
+``python -m launch.bench`` measures the actors and the end-to-end loop through
+:class:`launch.trainer.Trainer` (no copy of the loop): a tiny run of both phases must
+make updates, account their time and hand every buffer back.
+"""
+
+import json
+
+import torch
+
+
+def tiny_config(*extra):
+    from launch.config import parse_config
+    return parse_config(["--env", "memory", "--core", "ff", "--encoder", "mlp", "--feature-size", "16",
+                         "--hidden-size", "16", "--num-actors", "1", "--envs-per-actor", "2",
+                         "--batch-size", "2", "--unroll-length", "4", "--device", "cpu",
+                         "--learner-threads", "1", "--no-progress", *extra])
+
+
+def test_step_makes_updates_and_accounts_for_them():
+    from agents.model import build_agent
+    from envs import describe_env
+    from launch.trainer import Trainer
+
+    cfg = tiny_config()
+    obs_spec, num_actions, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+    trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
+    before = {k: v.clone() for k, v in trainer.learner.agent.state_dict().items()}
+    trainer.start()
+    try:
+        made, tries = 0, 0
+        while made < 2:
+            made += trainer.step()
+            tries += 1
+            assert tries < 6000, "no batch from the actor within about 5 minutes"
+        for _ in range(20):                                     # batches taken and dropped: no update
+            assert trainer.step(learn=False) is False
+    finally:
+        trainer.stop()
+    assert trainer.learner.updates == 2
+    assert trainer.learner.steps == 2 * cfg.actor.unroll_length * cfg.actor.batch_size
+    assert len(trainer.lags) == 2 and all(lag >= 0 for lag in trainer.lags)
+    assert trainer.timing["time/learn"] > 0 and trainer.timing["time/wait_batch"] > 0
+    assert set(trainer.last_stats) >= {"total_loss", "pg_loss", "baseline_loss"}
+    after = trainer.learner.agent.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the parameters did not change"
+
+
+def test_bench_actor_and_end_to_end_phases_run_the_trainer(tmp_path, capsys):
+    from launch.bench import main as bench_main
+    out = tmp_path / "bench.json"
+    rc = bench_main(["--env", "memory", "--cores", "ff", "--phases", "actors", "e2e", "--seconds", "0.5",
+                     "--warmup", "0", "--encoder", "mlp", "--feature-size", "16", "--hidden-size", "16",
+                     "--num-actors", "1", "--envs-per-actor", "2", "--batch-size", "2", "--unroll-length", "4",
+                     "--json", str(out)])
+    assert rc == 0
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["actors"]["acted_steps"] > 0 and run["actors"]["actor_restarts"] == 0
+    e2e = run["e2e"]
+    assert e2e["updates"] >= 2 and e2e["e2e_sps"] > 0 and e2e["trained_steps"] == e2e["updates"] * 2 * 4
+    assert e2e["time_learn_s"] > 0 and e2e["time_wait_batch_s"] >= 0
+    assert "end to end" in capsys.readouterr().out
