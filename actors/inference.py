@@ -23,6 +23,8 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
   only carries one-byte wake-ups.
 * ``state_snapshot()`` (once per unroll) copies the actor's rows of the resident
   state into its shared snapshot slot: the ``initial_core_state`` of the next unroll.
+  ``reset_state()`` resets them to the episode-start state (a core without carry-over
+  across unrolls, ``srwm_no_carry``, at every unroll start).
 * The server runs as a thread of the trainer process with its OWN copy of the agent
   (eval mode, no gradients); :meth:`InferenceServer.update_params` copies the
   learner's parameters in under a lock, so a forward never sees a half-updated set
@@ -75,6 +77,7 @@ _HELLO_TAG = b"h"
 _HELLO = struct.Struct("<qqq")      # actor index, number of envs, pid
 _ACT = b"a"
 _SNAPSHOT = b"s"
+_RESET = b"r"
 _OK = b""
 _ERROR = b"!"
 
@@ -261,7 +264,8 @@ class InferenceServer:
 
     def client(self) -> "InferenceClient":
         """A picklable client for one actor process (it connects in :meth:`InferenceClient.connect`)."""
-        return InferenceClient(self.address, self.slots, self.envs_per_actor, self.reply_timeout_s)
+        return InferenceClient(self.address, self.slots, self.envs_per_actor, self.reply_timeout_s,
+                               carries_state=bool(self.agent.carries_state))
 
     @staticmethod
     def _param_tensors(model: torch.nn.Module) -> List[torch.Tensor]:
@@ -344,6 +348,9 @@ class InferenceServer:
                             pending[peer.actor] = _Request(peer, time.perf_counter())
                         elif req == _SNAPSHOT:
                             self._snapshot(peer)
+                        elif req == _RESET:
+                            self._reset_rows(peer.actor)
+                            self._reply(peer, _OK)
                 for a in [a for a, r in pending.items() if self._by_actor.get(a) is not r.peer]:
                     del pending[a]                # the actor died or was replaced
                 self._dispatch(pending)
@@ -413,7 +420,7 @@ class InferenceServer:
             self._close(peer)
 
     def _receive(self, peer: _Peer) -> Optional[bytes]:
-        """Read one message; handles the hello handshake. Returns an act/snapshot request or None."""
+        """Read one message; handles the hello handshake. Returns an act/snapshot/reset request or None."""
         try:
             msg = peer.conn.recv_bytes(64)
         except (EOFError, OSError, ValueError):
@@ -422,7 +429,7 @@ class InferenceServer:
         if peer.actor < 0:
             self._hello(peer, msg)
             return None
-        if msg not in (_ACT, _SNAPSHOT):
+        if msg not in (_ACT, _SNAPSHOT, _RESET):
             self._reply(peer, _ERROR + f"unknown request {msg[:16]!r}".encode())
             return None
         return msg
@@ -578,8 +585,11 @@ class InferenceClient:
     Picklable before :meth:`connect`; the connection is made in the actor process.
     """
 
-    def __init__(self, address: str, slots: InferenceSlots, envs_per_actor: int, reply_timeout_s: float):
+    def __init__(self, address: str, slots: InferenceSlots, envs_per_actor: int, reply_timeout_s: float,
+                 *, carries_state: bool):
         self.address = address
+        # False for cores whose state is reset at every unroll start (srwm_no_carry)
+        self.carries_state = carries_state
         self.slots = slots
         self.envs_per_actor = envs_per_actor
         self.reply_timeout_s = reply_timeout_s
@@ -654,6 +664,10 @@ class InferenceClient:
         """The resident core state of this actor's envs before the next ``act``: {name: [E, ...]}."""
         self._call(_SNAPSHOT)
         return {k: v.clone() for k, v in self._snap.items()}
+
+    def reset_state(self) -> None:
+        """Reset the resident core state of this actor's envs to the episode-start state."""
+        self._call(_RESET)
 
     def close(self) -> None:
         if self.conn is not None:

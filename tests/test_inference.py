@@ -391,6 +391,31 @@ def test_learner_rerun_from_server_state_reproduces_the_acting_outputs(core):
     assert any(float(v.abs().max()) > 0.0 for v in later.values())          # carried, not reset
 
 
+def test_no_carry_core_starts_every_unroll_from_the_initial_state_through_the_server():
+    """srwm_no_carry with --inference learner: every unroll's initial_core_state is the
+    episode-start state (zeros), and the learner's re-run reproduces the acting outputs."""
+    N, T, U = 3, 6, 4
+    agent = make_agent("srwm_no_carry")
+    layout = BufferLayout(1, U, N, T)
+    bufs = RolloutBuffers(layout, (OBS_DIM,), "float32", NUM_ACTIONS, agent.state_spec(), share_memory=False)
+    with Server(agent, envs=N) as server:
+        client = server.client()
+        client.connect(0, N)
+        assert client.carries_state is False
+        writer = UnrollWriter(CountingVecEnv(N, lengths=(50,)), client, T)   # no episode ends
+        for g in range(U):
+            views, init = bufs.group_view(g)
+            writer.fill(views, init)
+    for g in range(U):
+        batch, state = bufs.gather(torch.tensor(list(layout.rows(g))))
+        for name, v in state.items():
+            assert float(v.abs().max()) == 0.0, f"unroll {g}: initial_core_state[{name!r}] is not zero"
+        with torch.no_grad():
+            out, _ = agent({k: batch[k] for k in ("obs", "reward", "done", "task")}, state)
+        torch.testing.assert_close(out["policy_logits"], batch["policy_logits"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out["baseline"], batch["baseline"], rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------
 # actor restarts
 # ---------------------------------------------------------------------------------------
