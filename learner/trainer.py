@@ -64,9 +64,9 @@ def task_scalars(stats: EpisodeStats) -> Dict[str, float]:
 
 
 LEARNER_COLUMNS = ["sps", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "entropy",
-                   "grad_norm", "learning_rate", "skipped_updates", "updates", "policy_lag",
-                   "actor_restarts", "queue/full_rows", "queue/held_groups", "queue/free_groups",
-                   "time/env", "time/inference", "time/learn", "time/copy", "time/wait_batch"]
+                   "grad_norm", "learning_rate", "skipped_updates", "update_ok", "updates", "policy_lag",
+                   "actor_restarts", "time/env", "time/inference", "time/learn", "time/copy",
+                   "time/wait_batch"]
 
 
 class _Signals:
@@ -215,12 +215,16 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict:
         cfg = self.cfg
-        T, B = cfg.actor.unroll_length, cfg.actor.batch_size
-        logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names)
-                           + self.learner.diagnostic_columns(),
-                           total_steps=cfg.run.total_steps, start_step=self.learner.steps,
-                           progress=cfg.run.progress, rewind=True)
+        B = cfg.actor.batch_size
         self.source = self.make_source()
+        try:
+            logger = RunLogger(self.run_dir, LEARNER_COLUMNS + list(self.source.scalar_columns)
+                               + task_columns(self.task_names) + self.learner.diagnostic_columns(),
+                               total_steps=cfg.run.total_steps, start_step=self.learner.steps,
+                               progress=cfg.run.progress, rewind=True)
+        except BaseException:
+            self.source.stop()
+            raise
         signals = _Signals(on_hard_exit=self._hard_exit).install()
         status = "finished"
         error: Optional[BaseException] = None
@@ -261,17 +265,12 @@ class Trainer:
                     timing = self.source.drain_timing()
                     scalars = dict(last_stats)
                     scalars.update(task_scalars(self.stats))
-                    scalars.update(self.source.queue_sizes())
+                    scalars.update(self.source.take_scalars())
                     scalars.update({"sps": sps, "updates": self.learner.updates,
                                     "actor_restarts": self.restarts_before + self.source.restarts,
                                     "policy_lag": float(np.mean(lags)) if lags else None,
                                     "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
                     scalars.update(acc)
-                    server = getattr(self.source, "inference_server", None)
-                    if server is not None:
-                        st = server.take_stats()
-                        scalars["inference/batch_rows"] = st.get("mean_batch_rows")
-                        scalars["time/server_forward"] = st.get("time_forward")
                     logger.log(self.learner.steps, scalars)
                     ret = scalars.get("return/mean")
                     logger.progress(self.learner.steps, {"sps": f"{sps:.0f}",
@@ -326,9 +325,15 @@ class Trainer:
         return summary
 
     def _hard_exit(self):
-        if self.source is not None:
+        """Kill every actor process at once (a second Ctrl-C); one already gone stops nothing."""
+        if self.source is None:
+            return
+        try:
+            pids = self.source.pids()
+        except Exception:
+            return
+        for pid in pids:
             try:
-                for pid in self.source.pids():
-                    os.kill(pid, signal.SIGKILL)
-            except Exception:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:            # ProcessLookupError: already gone; PermissionError: not ours
                 pass

@@ -105,7 +105,7 @@ def test_batch_rows_come_from_several_unrolls_in_order():
     unrolls = [(a, k, _fake_unroll(T, N, A, 32, a, k, version=10 + 2 * k + a)) for k in range(2) for a in range(2)]
     for a, _, u in unrolls:
         src._accept(src.slots[a], u)
-    assert src.queue_sizes()["queue/full_rows"] == 12 and [s.held for s in src.slots] == [2, 2]
+    assert src.take_scalars()["queue/full_rows"] == 12 and [s.held for s in src.slots] == [2, 2]
     expected_rows = [(u, r) for _, _, u in unrolls for r in range(N)]      # arrival order
     out = []
     for _ in range(2):

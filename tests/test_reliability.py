@@ -98,12 +98,12 @@ def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
         def join(self, timeout=None):
             pass
 
-    cfg = TrainConfig()
-    cfg.actor.max_crashes_per_minute = 2
-    pool = LocalActorPool.__new__(LocalActorPool)
-    from collections import deque
+    from actors.crashes import CrashWindow
     from actors.pool import _ActorSlot
-    pool.config, pool.crash_times, pool.inference_server, pool.restarts = cfg, deque(), None, 0
+
+    cfg = TrainConfig()
+    pool = LocalActorPool.__new__(LocalActorPool)
+    pool.config, pool.crashes, pool.inference_server, pool.restarts = cfg, CrashWindow(2), None, 0
     pool.slots = [_ActorSlot(0), _ActorSlot(1)]
     spawned = []
     pool._spawn = lambda slot: spawned.append(slot.index)
@@ -112,6 +112,43 @@ def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
     with pytest.raises(ActorCrashLoop, match="actor 1: boom 3"):
         pool._restart(pool.slots[1], "boom 3")
     assert spawned == [1, 1]
+
+
+def test_crash_window_forgets_crashes_older_than_a_minute():
+    from actors.crashes import ActorCrashLoop, CrashWindow
+    now = [0.0]
+    w = CrashWindow(2, clock=lambda: now[0])
+    w.record(0, "a")
+    w.record(1, "b")
+    now[0] = 61.0
+    w.record(0, "c")                      # the first two are more than a minute old
+    assert len(w) == 1
+    w.record(0, "d")
+    with pytest.raises(ActorCrashLoop, match="3 actor crashes.*actor 1: e"):
+        w.record(1, "e")
+
+
+def test_a_group_written_twice_stops_the_run_instead_of_restarting_the_actor():
+    """An invariant violation is a bug: the pool fails loudly, it does not restart the actor."""
+    import multiprocessing
+    from actors.crashes import CrashWindow
+    from actors.pool import ActorProtocolError, LocalActorPool, _ActorSlot
+    from launch.config import TrainConfig
+
+    pool = LocalActorPool.__new__(LocalActorPool)
+    pool.config, pool.crashes, pool.inference_server, pool.restarts = TrainConfig(), CrashWindow(10), None, 0
+    pool.heartbeats = torch.full((1,), time.time(), dtype=torch.float64)
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    pool.slots = [_ActorSlot(0, process=None, conn=ours)]
+    pool.held = set()
+    restarted = []
+    pool._restart = lambda slot, reason: restarted.append(reason)
+    theirs.send(("full", 3, [], {}))
+    assert [e.group for e in pool.poll(1.0)] == [3]
+    theirs.send(("full", 3, [], {}))                  # the learner still holds group 3
+    with pytest.raises(ActorProtocolError, match="actor 0 wrote group 3 twice"):
+        pool.poll(1.0)
+    assert restarted == []
 
 
 @pytest.mark.timeout(300)
