@@ -416,6 +416,41 @@ def test_no_carry_core_starts_every_unroll_from_the_initial_state_through_the_se
         torch.testing.assert_close(out["baseline"], batch["baseline"], rtol=1e-5, atol=1e-5)
 
 
+def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
+    """The client and the local policy are ActingPolicys; with a server the local source
+    publishes no parameters to shared memory (no actor reads them) and logs the server's
+    counters under the columns it declares."""
+    from actors.policy import ActingPolicy
+    from actors.source import LocalRolloutSource, RolloutSource
+    from launch.config import TrainConfig
+    agent = make_agent("srwm")
+    cfg = TrainConfig()
+    cfg.actor = make_cfg(num_actors=2, envs=3).actor
+    cfg.actor.num_buffers, cfg.actor.unroll_length = 2, 4
+    server = InferenceServer(cfg, agent, device="cpu")
+    src = LocalRolloutSource(cfg, agent, obs_shape=(OBS_DIM,), obs_dtype="float32", num_actions=NUM_ACTIONS,
+                             num_tasks=1, inference_server=server)
+    try:
+        assert isinstance(src, RolloutSource)
+        assert isinstance(server.client(), ActingPolicy) and isinstance(LocalPolicy(agent, 3), ActingPolicy)
+        assert src.params is None and src.pool.shared_params is None
+        assert src.version == 1 and server.version == 1
+        assert src.publish(agent) == 2 and server.version == 2 and int(server.slots.version[0]) == 2
+        scalars = src.take_scalars()
+        assert list(scalars) == list(src.scalar_columns)
+        assert {"inference/batch_rows", "time/server_forward", "queue/full_rows"} <= set(scalars)
+    finally:
+        src.stop()
+    local = LocalRolloutSource(cfg, agent, obs_shape=(OBS_DIM,), obs_dtype="float32",
+                               num_actions=NUM_ACTIONS, num_tasks=1)
+    try:
+        assert local.params is not None and local.version == 1 and local.publish(agent) == 2
+        assert list(local.take_scalars()) == list(local.scalar_columns)
+        assert not any(c.startswith("inference/") for c in local.scalar_columns)
+    finally:
+        local.stop()
+
+
 # ---------------------------------------------------------------------------------------
 # actor restarts
 # ---------------------------------------------------------------------------------------
