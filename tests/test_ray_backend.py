@@ -1,4 +1,4 @@
-"""The Ray actor backend (``--backend ray``, actors/ray_backend.py).
+"""The Ray actor backend (``--backend ray``, actors/ray_backend/).
 
 On a local Ray instance (the CI machine has 2 CPUs): batches assembled from several
 unrolls equal the rows the actors wrote; parameters reach the object store every K
