@@ -635,6 +635,13 @@ def test_training_run_with_learner_inference_survives_an_actor_crash(tmp_path):
     assert summary["status"] == "finished" and summary["steps"] >= 600, summary
     assert summary["actor_restarts"] >= 1, summary
     assert "injected env failure" in p.stderr
+    # the server's counters are in the CSV, as in TensorBoard
+    import csv
+    with open(tmp_path / "inf" / "logs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert any(float(r["inference/batch_rows"] or 0) > 0 for r in rows), rows[-1]
+    assert any(float(r["time/server_forward"] or 0) > 0 for r in rows), rows[-1]
+    assert "logged to TensorBoard only" not in p.stderr
 
 
 def test_bench_command_measures_env_and_learner(tmp_path, capsys):

@@ -221,6 +221,7 @@ def test_killed_actor_is_replaced_and_training_finishes(local_ray, tmp_path):
     assert not psutil.pid_exists(seen["pid"]) or psutil.Process(seen["pid"]).status() == psutil.STATUS_ZOMBIE
     rows = read_csv(tmp_path / "kill" / "logs.csv")
     assert max(float(r["actor_restarts"]) for r in rows if r.get("actor_restarts")) == 1.0
+    assert any(r["ray/in_flight_unrolls"] for r in rows)          # the Ray source's column, in the CSV
 
 
 @pytest.mark.slow
