@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test test-fast bench clean-runs
+.PHONY: setup train test bench
 
 setup: $(STAMP)
 

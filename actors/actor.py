@@ -29,6 +29,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from actors.policy import ActingPolicy, LocalPolicy
 from envs.base import EpisodeInfo
 
 
@@ -50,7 +51,7 @@ class Timing:
 class UnrollWriter:
     """Produces unrolls of T+1 entries from a vectorised env and a policy."""
 
-    def __init__(self, env, policy, unroll_length: int, crash_at_step: int = 0):
+    def __init__(self, env, policy: ActingPolicy, unroll_length: int, crash_at_step: int = 0):
         self.env = env
         self.policy = policy
         self.T = unroll_length
@@ -81,7 +82,7 @@ class UnrollWriter:
     def fill(self, views: Dict[str, torch.Tensor], initial_state: Dict[str, torch.Tensor],
              heartbeat=None) -> List[EpisodeInfo]:
         """Write one unroll into ``views`` ``{key: [N, T+1, ...]}`` and ``initial_state``."""
-        if not getattr(self.policy, "carries_state", True):
+        if not self.policy.carries_state:
             # a core without carry-over (e.g. srwm_no_carry) starts every unroll from the
             # episode-start state: re-act on the pending entry from that state so the
             # behaviour policy is exactly what the learner re-runs
@@ -180,7 +181,6 @@ def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, infere
         else:
             from agents.model import build_agent
             from envs.base import ObsSpec
-            from actors.policy import LocalPolicy
             agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
                                 spec.num_actions, spec.num_tasks)
             policy = LocalPolicy(agent, env.num_envs, shared_params)

@@ -25,15 +25,34 @@ def named_tensors(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
     return out
 
 
+def num_flat(model: nn.Module) -> int:
+    """The length ``P`` of ``model``'s flat layout."""
+    return sum(t.numel() for _, t in named_tensors(model))
+
+
+@torch.no_grad()
+def flatten_params(model: nn.Module) -> torch.Tensor:
+    """``model``'s parameters and floating buffers as one float32 vector [P] (on the model's device)."""
+    return torch.cat([t.detach().reshape(-1).float() for _, t in named_tensors(model)])
+
+
+@torch.no_grad()
+def load_flat(model: nn.Module, flat: torch.Tensor) -> None:
+    """Copy a flat vector [P] (the layout of :func:`flatten_params`) into ``model``."""
+    offset = 0
+    for _, t in named_tensors(model):
+        n = t.numel()
+        t.copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+    if offset != flat.numel():
+        raise ValueError(f"a flat parameter vector of {flat.numel()} values for a model of {offset}")
+
+
 class SharedParams:
     """A flat shared-memory copy of a model's parameters with a seqlock."""
 
     def __init__(self, model: nn.Module):
-        tensors = named_tensors(model)
-        self.shapes = [tuple(t.shape) for _, t in tensors]
-        self.numels = [t.numel() for _, t in tensors]
-        total = sum(self.numels)
-        self.flat = torch.zeros(total, dtype=torch.float32).share_memory_()
+        self.flat = torch.zeros(num_flat(model), dtype=torch.float32).share_memory_()
         self.seq = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.publish(model)
 
@@ -43,13 +62,12 @@ class SharedParams:
 
     def publish(self, model: nn.Module) -> int:
         """Copy ``model``'s parameters in (learner side). Returns the new version."""
-        with torch.no_grad():
-            flat = torch.cat([t.detach().reshape(-1).float() for _, t in named_tensors(model)])
-            if flat.numel() != self.flat.numel():
-                raise ValueError("model does not match the shared parameter layout")
-            self.seq += 1                      # odd: write in progress
-            self.flat.copy_(flat.cpu() if flat.device.type != "cpu" else flat)
-            self.seq += 1                      # even: consistent
+        flat = flatten_params(model)
+        if flat.numel() != self.flat.numel():
+            raise ValueError("model does not match the shared parameter layout")
+        self.seq += 1                      # odd: write in progress
+        self.flat.copy_(flat)              # from the learner's device when it is not the CPU
+        self.seq += 1                      # even: consistent
         return self.version
 
     def load_into(self, model: nn.Module, *, last_version: int = -1, timeout_s: float = 10.0) -> int:
@@ -58,7 +76,8 @@ class SharedParams:
         Skips the copy when the version equals ``last_version``. Returns the version loaded.
         """
         deadline = time.monotonic() + timeout_s
-        targets = named_tensors(model)
+        if num_flat(model) != self.flat.numel():
+            raise ValueError("model does not match the shared parameter layout")
         while True:
             s0 = int(self.seq.item())
             if s0 // 2 == last_version and s0 % 2 == 0:
@@ -66,11 +85,7 @@ class SharedParams:
             if s0 % 2 == 0:
                 # copy straight into the model; a publish that overlapped shows as a changed
                 # counter, and the copy is simply done again
-                with torch.no_grad():
-                    offset = 0
-                    for (_, t), n, shape in zip(targets, self.numels, self.shapes):
-                        t.copy_(self.flat[offset:offset + n].view(shape))
-                        offset += n
+                load_flat(model, self.flat)
                 if int(self.seq.item()) == s0:
                     return s0 // 2
             if time.monotonic() > deadline:

@@ -1,21 +1,17 @@
 """Acting policies: run the agent one step at a time for a vector of envs.
 
-:class:`LocalPolicy` keeps its own copy of the agent and of the core state of every
-env in the actor process (``--inference actor``). An inference-server client with
-the same interface runs the agent on the learner's device instead
-(``--inference learner``, see :mod:`actors.inference`). The actor loop only needs:
+:class:`ActingPolicy` is what the actor loop (:class:`actors.actor.UnrollWriter`)
+needs; two classes provide it:
 
-* ``act(obs, reward, done, task) -> (action [N], policy_logits [N, A], baseline [N])``
-  which first resets the state of rows with ``done`` and then advances it;
-* ``state_snapshot() -> {name: [N, ...]}``: the core state *before* the next ``act``;
-* ``sync() -> version``: refresh the parameters from the learner;
-* ``carries_state`` and ``reset_state()``: cores without carry-over across unrolls
-  (``srwm_no_carry``) have their state reset at every unroll start.
+* :class:`LocalPolicy` keeps its own copy of the agent and of the core state of every
+  env in the actor process (``--inference actor``);
+* :class:`actors.inference.InferenceClient` runs the agent on the learner's device,
+  where the core state stays resident (``--inference learner``).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 import torch
@@ -23,15 +19,53 @@ import torch
 from agents.core import State
 
 
+@runtime_checkable
+class ActingPolicy(Protocol):
+    """The acting-policy interface of the actor loop (``N`` envs, ``A`` actions).
+
+    * ``carries_state``: False for cores whose state is reset at every unroll start
+      (``srwm_no_carry``); the actor then calls ``reset_state()`` before each unroll.
+    * ``act(obs, reward, done, task) -> (action [N], policy_logits [N, A], baseline [N])``
+      first resets the state of rows with ``done``, then advances it one step.
+    * ``state_snapshot() -> {name: [N, ...]}``: the core state *before* the next ``act``
+      (a copy the caller owns).
+    * ``reset_state()``: every row back to the episode-start state.
+    * ``sync() -> version``: act with the learner's latest parameters from now on;
+      returns their version.
+    * ``close()``: release what the policy holds (a connection).
+    """
+
+    carries_state: bool
+
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
+            ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]: ...
+
+    def state_snapshot(self) -> Dict[str, torch.Tensor]: ...
+
+    def reset_state(self) -> None: ...
+
+    def sync(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class ParameterReader(Protocol):
+    """Where a :class:`LocalPolicy` reads the learner's parameters from
+    (:class:`actors.params.SharedParams`, :class:`actors.ray_backend.ObjectStoreParams`)."""
+
+    def load_into(self, model: torch.nn.Module, *, last_version: int = -1) -> int: ...
+
+
 class LocalPolicy:
-    def __init__(self, agent: torch.nn.Module, num_envs: int, shared_params=None):
+    """:class:`ActingPolicy` with the agent and the core state in this process."""
+
+    def __init__(self, agent: torch.nn.Module, num_envs: int, shared_params: Optional[ParameterReader] = None):
         self.agent = agent.eval()
         self.num_envs = num_envs
         self.shared_params = shared_params
         self.version = -1
         self.state: State = agent.initial_state(num_envs)
-        # False for cores whose state is reset at every unroll start (srwm_no_carry)
-        self.carries_state = bool(getattr(agent, "carries_state", True))
+        self.carries_state = bool(agent.carries_state)
 
     def reset_state(self) -> None:
         self.state = self.agent.initial_state(self.num_envs)
@@ -58,13 +92,3 @@ class LocalPolicy:
 
     def close(self) -> None:
         pass
-
-
-def load_state_rows(dst: Dict[str, torch.Tensor], src: Dict[str, torch.Tensor],
-                    rows: Optional[slice] = None) -> None:
-    """Copy a state dict into (rows of) another of the same spec."""
-    for k, v in src.items():
-        if rows is None:
-            dst[k].copy_(v)
-        else:
-            dst[k][rows].copy_(v)

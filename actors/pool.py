@@ -10,28 +10,35 @@ own duplex pipe to the trainer. It
   was writing is discarded, never trained on; groups it had already handed over stay
   valid and are returned to the new incarnation once consumed;
 * stops the run when more than ``max_crashes_per_minute`` crashes happen in a minute,
-  naming the actor and its error.
+  naming the actor and its error;
+* fails loudly (:class:`ActorProtocolError`) when an actor breaks the protocol in a way
+  only a bug can (a group written twice): that is not a crash to restart.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 import torch
 import torch.multiprocessing as mp
 
 from actors.actor import ActorSpec, actor_main
+from actors.crashes import ActorCrashLoop, CrashWindow
+
+if TYPE_CHECKING:
+    from actors.inference import InferenceServer
 
 log = logging.getLogger(__name__)
 
+__all__ = ["LocalActorPool", "ActorCrashLoop", "ActorProtocolError", "Event"]
 
-class ActorCrashLoop(RuntimeError):
-    """Too many actor crashes in a minute."""
+
+class ActorProtocolError(RuntimeError):
+    """An actor broke the pool's protocol (a bug, not a crash): the run stops."""
 
 
 @dataclass
@@ -54,7 +61,7 @@ class Event:
 
 class LocalActorPool:
     def __init__(self, config, buffers, shared_params, *, obs_shape, obs_dtype, num_actions,
-                 num_tasks, inference_server=None):
+                 num_tasks, inference_server: Optional["InferenceServer"] = None):
         self.config = config
         self.buffers = buffers
         self.layout = buffers.layout
@@ -67,7 +74,7 @@ class LocalActorPool:
         self.slots = [_ActorSlot(i) for i in range(n)]
         self.held: Set[int] = set()           # groups handed to the learner, not yet released
         self.restarts = 0
-        self.crash_times: deque = deque()
+        self.crashes = CrashWindow(config.actor.max_crashes_per_minute)
         self.closed = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -92,17 +99,10 @@ class LocalActorPool:
         slot.process, slot.conn = p, parent_conn
 
     def _restart(self, slot: _ActorSlot, reason: str) -> None:
-        now = time.monotonic()
-        self.crash_times.append(now)
-        while self.crash_times and now - self.crash_times[0] > 60.0:
-            self.crash_times.popleft()
         slot.last_error = reason
         log.warning("actor %d died (%s); restarting", slot.index, reason)
         self._kill(slot)
-        limit = self.config.actor.max_crashes_per_minute
-        if len(self.crash_times) > limit:
-            raise ActorCrashLoop(f"{len(self.crash_times)} actor crashes within a minute "
-                                 f"(limit {limit}); last: actor {slot.index}: {reason}")
+        self.crashes.record(slot.index, reason)
         if self.inference_server is not None:
             self.inference_server.reset_actor(slot.index)
         slot.incarnation += 1
@@ -152,22 +152,27 @@ class LocalActorPool:
         for r in ready:
             if r in conns:
                 slot = conns[r]
-                try:
-                    while slot.conn.poll():
-                        msg = slot.conn.recv()
-                        if msg[0] == "full":
-                            _, group, episodes, timing = msg
-                            if group in self.held:   # cannot happen unless an actor misbehaves
-                                raise RuntimeError(f"actor {slot.index} wrote group {group} twice")
-                            self.held.add(group)
-                            events.append(Event("full", group, slot.index, episodes, timing))
-                        elif msg[0] == "error":
-                            dead[slot.index] = msg[2]
+                while True:
+                    try:
+                        if not slot.conn.poll():
                             break
-                except (EOFError, OSError, ConnectionError) as e:
-                    dead.setdefault(slot.index, f"pipe closed ({type(e).__name__})")
-                except Exception as e:   # a torn message from a killed actor
-                    dead.setdefault(slot.index, f"unreadable message ({type(e).__name__}: {e})")
+                        msg = slot.conn.recv()
+                    except (EOFError, OSError, ConnectionError) as e:
+                        dead.setdefault(slot.index, f"pipe closed ({type(e).__name__})")
+                        break
+                    except Exception as e:   # a torn message from a killed actor
+                        dead.setdefault(slot.index, f"unreadable message ({type(e).__name__}: {e})")
+                        break
+                    if msg[0] == "full":
+                        _, group, episodes, timing = msg
+                        if group in self.held:   # a bug, not a crash: restarting would hide it
+                            raise ActorProtocolError(
+                                f"actor {slot.index} wrote group {group} twice (the learner still holds it)")
+                        self.held.add(group)
+                        events.append(Event("full", group, slot.index, episodes, timing))
+                    elif msg[0] == "error":
+                        dead[slot.index] = msg[2]
+                        break
         for slot in self.slots:
             p = slot.process
             if p is not None and not p.is_alive() and slot.index not in dead:

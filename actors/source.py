@@ -1,30 +1,70 @@
 """Rollout sources: where the learner loop gets its batches from.
 
-A source hides the actor backend from the trainer. Interface:
-
-* ``start()`` / ``stop()``;
-* ``get_batch(batch_size, timeout) -> (batch {key: [T+1, B, ...]}, initial_state
-  {name: [B, ...]}, info) | None`` where ``info`` has ``policy_versions`` [B];
-* ``publish(agent) -> version``: make new parameters visible to the actors;
-* ``drain_episodes() -> list[EpisodeInfo]`` and ``drain_timing() -> dict``;
-* ``restarts`` and ``queue_sizes()`` for logging.
-
-:class:`LocalRolloutSource` is the local-process backend: shared-memory buffers, a
-:class:`~actors.pool.LocalActorPool` and a queue of full rows. Full groups are split
-into rows, any ``B`` rows make a batch (so B need not be a multiple of the envs per
-actor), and a group is handed back to its actor once all its rows are copied out.
+A source hides the actor backend from the trainer; :class:`RolloutSource` is its
+interface. :class:`LocalRolloutSource` is the local-process backend: shared-memory
+buffers, a :class:`~actors.pool.LocalActorPool` and a queue of full rows. Full groups
+are split into rows, any ``B`` rows make a batch (so B need not be a multiple of the
+envs per actor), and a group is handed back to its actor once all its rows are copied
+out. The Ray backend is :class:`actors.ray_backend.RayRolloutSource`.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import deque
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 
 from actors.buffers import BufferLayout, RolloutBuffers
+from actors.inference import InferenceServer
 from actors.params import SharedParams
 from actors.pool import LocalActorPool
+from envs.base import EpisodeInfo
+
+Batch = Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]
+
+
+@runtime_checkable
+class RolloutSource(Protocol):
+    """What the learner loop needs from an actor backend.
+
+    * ``start()`` / ``stop()`` (``stop`` is safe before ``start`` and twice);
+    * ``get_batch(batch_size, timeout) -> (batch {key: [T+1, B, ...]}, initial_state
+      {name: [B, ...]}, info) | None`` where ``info["policy_versions"]`` is int64 [B];
+    * ``publish(agent) -> version``: make new parameters visible to the actors;
+      ``version``: the latest version published;
+    * ``drain_episodes()``: the episodes finished since the last call;
+      ``drain_timing()``: the actors' seconds per activity (and ``steps``) since then;
+    * ``restarts``: actor restarts so far; ``pids()``: local processes a hard exit kills;
+    * ``scalar_columns``: the names ``take_scalars()`` returns, logged as they are:
+      queue sizes now and the backend's counters since the last call.
+    """
+
+    @property
+    def restarts(self) -> int: ...
+
+    @property
+    def scalar_columns(self) -> Sequence[str]: ...
+
+    @property
+    def version(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def get_batch(self, batch_size: int, timeout: float = 0.1) -> Optional[Batch]: ...
+
+    def publish(self, agent: torch.nn.Module) -> int: ...
+
+    def drain_episodes(self) -> List[EpisodeInfo]: ...
+
+    def drain_timing(self) -> Dict[str, float]: ...
+
+    def take_scalars(self) -> Dict[str, float]: ...
+
+    def pids(self) -> List[int]: ...
 
 
 def merge_timing(acc: Dict[str, float], t: Dict[str, float]) -> None:
@@ -32,8 +72,8 @@ def merge_timing(acc: Dict[str, float], t: Dict[str, float]) -> None:
         acc[k] = acc.get(k, 0.0) + v
 
 
-class RolloutSource:
-    """Episode and timing bookkeeping shared by every backend (see the module docstring)."""
+class Reports:
+    """What actors report with their unrolls (episodes, timing), kept until the trainer drains it."""
 
     def __init__(self):
         self._episodes: list = []
@@ -53,19 +93,30 @@ class RolloutSource:
         return out
 
 
-class LocalRolloutSource(RolloutSource):
+QUEUE_COLUMNS = ("queue/full_rows", "queue/held_groups", "queue/free_groups")
+#: the inference server's counters since the last log row (``--inference learner``)
+SERVER_COLUMNS = ("inference/batch_rows", "inference/forwards", "inference/requests", "inference/errors",
+                  "time/server_forward", "time/server_wait_batch")
+
+
+class LocalRolloutSource(Reports):
     def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
-                 pin_memory: bool = False, inference_server=None):
+                 pin_memory: bool = False, inference_server: Optional[InferenceServer] = None):
+        """With ``inference_server`` the actors act through it (``--inference learner``) and no
+        parameters are published to shared memory: no actor reads them."""
         super().__init__()
         a = config.actor
         self.layout = BufferLayout(a.num_actors, a.num_buffers, a.envs_per_actor, a.unroll_length)
         self.buffers = RolloutBuffers(self.layout, obs_shape, obs_dtype, num_actions, agent.state_spec())
-        cpu_agent = agent if next(agent.parameters()).device.type == "cpu" else None
-        if cpu_agent is None:
-            import copy
-            cpu_agent = copy.deepcopy(agent).cpu()
-        self.params = SharedParams(cpu_agent)
         self.inference_server = inference_server
+        self.params: Optional[SharedParams] = None
+        self._version = 1                  # like SharedParams: the initial parameters are version 1
+        if inference_server is None:
+            on_cpu = next(agent.parameters()).device.type == "cpu"
+            self.params = SharedParams(agent if on_cpu else copy.deepcopy(agent).cpu())
+        else:
+            inference_server.update_params(agent, self._version)
+        self.scalar_columns = QUEUE_COLUMNS + (SERVER_COLUMNS if inference_server is not None else ())
         self.pool = LocalActorPool(config, self.buffers, self.params, obs_shape=obs_shape,
                                    obs_dtype=obs_dtype, num_actions=num_actions, num_tasks=num_tasks,
                                    inference_server=inference_server)
@@ -88,14 +139,16 @@ class LocalRolloutSource(RolloutSource):
             self.inference_server.stop()
 
     def publish(self, agent) -> int:
-        version = self.params.publish(agent)
-        if self.inference_server is not None:
-            self.inference_server.update_params(agent, version)
-        return version
+        if self.params is not None:
+            self._version = self.params.publish(agent)
+        else:
+            self._version += 1
+            self.inference_server.update_params(agent, self._version)
+        return self._version
 
     @property
     def version(self) -> int:
-        return self.params.version
+        return self._version
 
     def _drain(self, timeout: float) -> None:
         for ev in self.pool.poll(timeout):
@@ -120,10 +173,17 @@ class LocalRolloutSource(RolloutSource):
                 self.pool.release(g)
         return batch, state, {"policy_versions": versions}
 
-    def queue_sizes(self) -> Dict[str, float]:
-        return {"queue/full_rows": len(self.pending),
-                "queue/held_groups": len(self.pool.held),
-                "queue/free_groups": self.layout.num_groups - len(self.pool.held)}
+    def take_scalars(self) -> Dict[str, float]:
+        out = {"queue/full_rows": len(self.pending),
+               "queue/held_groups": len(self.pool.held),
+               "queue/free_groups": self.layout.num_groups - len(self.pool.held)}
+        if self.inference_server is not None:
+            st = self.inference_server.take_stats()
+            out.update({"inference/batch_rows": st["mean_batch_rows"], "inference/forwards": st["forwards"],
+                        "inference/requests": st["requests"], "inference/errors": st["errors"],
+                        "time/server_forward": st["time_forward"],
+                        "time/server_wait_batch": st["time_wait_batch"]})
+        return out
 
     def pids(self) -> List[int]:
         return self.pool.pids()

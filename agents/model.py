@@ -173,7 +173,7 @@ class Agent(nn.Module):
     @property
     def carries_state(self) -> bool:
         """False when the core's state is reset at every unroll start (srwm_no_carry)."""
-        return bool(getattr(self.core, "carries_state_across_unrolls", True))
+        return bool(self.core.carries_state_across_unrolls)
 
     def state_spec(self) -> StateSpec:
         return self.core.state_spec()

@@ -9,8 +9,8 @@ Every finished episode is reported once as an :class:`EpisodeInfo`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Tuple
 
 import numpy as np
 

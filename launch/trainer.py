@@ -72,9 +72,9 @@ def task_scalars(stats: EpisodeStats) -> Dict[str, float]:
 
 
 LEARNER_COLUMNS = ["sps", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "entropy",
-                   "grad_norm", "learning_rate", "skipped_updates", "updates", "policy_lag",
-                   "actor_restarts", "queue/full_rows", "queue/held_groups", "queue/free_groups",
-                   "time/env", "time/inference", "time/learn", "time/copy", "time/wait_batch"]
+                   "grad_norm", "learning_rate", "skipped_updates", "update_ok", "updates", "policy_lag",
+                   "actor_restarts", "time/env", "time/inference", "time/learn", "time/copy",
+                   "time/wait_batch"]
 
 
 class _Signals:
@@ -268,16 +268,12 @@ class Trainer:
         timing = self.source.drain_timing()
         scalars = dict(self.last_stats)
         scalars.update(task_scalars(self.stats))
-        scalars.update(self.source.queue_sizes())
+        scalars.update(self.source.take_scalars())
         scalars.update({"sps": sps, "updates": self.learner.updates,
                         "actor_restarts": self.restarts_before + self.source.restarts,
                         "policy_lag": float(np.mean(self.lags)) if self.lags else None,
                         "time/env": timing.get("env", 0.0), "time/inference": timing.get("inference", 0.0)})
         scalars.update(self.timing)
-        if self.inference_server is not None:
-            st = self.inference_server.take_stats()
-            scalars["inference/batch_rows"] = st.get("mean_batch_rows")
-            scalars["time/server_forward"] = st.get("time_forward")
         self.logger.log(self.learner.steps, scalars)
         ret = scalars.get("return/mean")
         self.logger.progress(self.learner.steps, {"sps": f"{sps:.0f}",
@@ -288,11 +284,16 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict:
         cfg = self.cfg
-        logger = self.logger = RunLogger(self.run_dir, LEARNER_COLUMNS + task_columns(self.task_names)
-                                         + self.learner.diagnostic_columns(),
-                                         total_steps=cfg.run.total_steps, start_step=self.learner.steps,
-                                         progress=cfg.run.progress, rewind=True)
         self.source = self.make_source()
+        try:
+            logger = self.logger = RunLogger(
+                self.run_dir, LEARNER_COLUMNS + list(self.source.scalar_columns)
+                + task_columns(self.task_names) + self.learner.diagnostic_columns(),
+                total_steps=cfg.run.total_steps, start_step=self.learner.steps,
+                progress=cfg.run.progress, rewind=True)
+        except BaseException:
+            self.source.stop()
+            raise
         signals = _Signals(on_hard_exit=self._hard_exit).install()
         status = "finished"
         error: Optional[BaseException] = None
@@ -358,9 +359,15 @@ class Trainer:
         return summary
 
     def _hard_exit(self):
-        if self.source is not None:
+        """Kill every actor process at once (a second Ctrl-C); one already gone stops nothing."""
+        if self.source is None:
+            return
+        try:
+            pids = self.source.pids()
+        except Exception:
+            return
+        for pid in pids:
             try:
-                for pid in self.source.pids():
-                    os.kill(pid, signal.SIGKILL)
-            except Exception:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:            # ProcessLookupError: already gone; PermissionError: not ours
                 pass

@@ -2,8 +2,11 @@
 
 Scalars are logged against environment steps. The CSV (``<run_dir>/logs.csv``) has one
 row per logging interval and a fixed header chosen at the start of the run (the
-per-task columns are known then from the task set); on resume, rows are appended to
-the existing file when its header matches, else a new numbered file is started.
+per-task columns are known then from the task set, the rollout source's and the
+learner's diagnostics from their configuration); on resume, rows are appended to the
+existing file when its header matches, else a new numbered file is started. A scalar
+that is not a column goes to TensorBoard only, with a warning naming it (once): the
+caller forgot to declare it.
 
 Every finished training episode is also appended to ``<run_dir>/episodes.csv``
 (``step, task, return, length``; ``step`` is the learner's step count when the
@@ -106,6 +109,7 @@ class RunLogger:
         if new_ep:
             self._ep_csv.writerow(EPISODE_COLUMNS)
             self._ep_file.flush()
+        self._undeclared: set = set()        # scalars logged that are not CSV columns (warned once)
         self.total_steps = total_steps
         self.start_time = time.time()
         self.bar = None
@@ -137,6 +141,11 @@ class RunLogger:
             row[k] = v
             if self.writer is not None and math.isfinite(v):
                 self.writer.add_scalar(k, v, step)
+        new = set(row) - set(self.columns) - self._undeclared
+        if new:
+            self._undeclared |= new
+            log.warning("scalars %s are not columns of %s: logged to TensorBoard only",
+                        ", ".join(sorted(new)), self.csv_path.name)
         self._csv.writerow(row)
         self._csv_file.flush()
         if self.writer is not None:

@@ -74,11 +74,6 @@ def build(name: str, seed: int = 0, **overrides):
     return core.to(F64).eval()
 
 
-def carries_state(core) -> bool:
-    """Every core's forward() uses the state it is given (no-carry ablations are reset by the runtime)."""
-    return True
-
-
 def has_memory(core) -> bool:
     return len(core.state_spec()) > 0
 
@@ -140,8 +135,6 @@ def test_state_passed_in_is_not_modified(name):
 @pytest.mark.parametrize("name", CORES)
 def test_sequence_equals_step_by_step(name):
     core = build(name)
-    if not carries_state(core):
-        pytest.skip("core does not carry its state across calls (see test_non_carrying_core_*)")
     T, B = 9, 3
     x = randn(T, B, INPUT_SIZE, seed=2)
     reset = torch.rand(T, B, generator=torch.Generator().manual_seed(3)) < 0.25
@@ -198,7 +191,10 @@ def test_reset_equals_fresh_run(name, pattern):
 
 @pytest.mark.parametrize("name", CORES)
 def test_state_carried_across_unroll_boundary(name):
-    """T = 80 in one call equals 2 x 40 with the state carried (the learner's unrolls)."""
+    """T = 80 in one call equals 2 x 40 with the state carried (the learner's unrolls).
+
+    Every core's forward() uses the state it is given, srwm_no_carry included: its reset
+    at unroll starts is the runtime's job (tests/test_state_copy.py, tests/test_inference.py)."""
     core = build(name)
     T, B = 80, 2
     x = randn(T, B, INPUT_SIZE, seed=6)
@@ -209,16 +205,11 @@ def test_state_carried_across_unroll_boundary(name):
     y1, s1 = core(x[:40], core.initial_state(B), reset[:40])
     y2, s2 = core(x[40:], s1, reset[40:])
     torch.testing.assert_close(y1, y_all[:40], rtol=1e-10, atol=1e-10)
-    if carries_state(core):
-        torch.testing.assert_close(y2, y_all[40:], rtol=1e-10, atol=1e-10)
-        assert_states_close(s2, s_all, rtol=1e-10, atol=1e-10)
-    else:
-        # Documented ablation behaviour: the second unroll starts from the episode-start
-        # state, whatever state it is given.
-        fresh, s_fresh = core(x[40:], core.initial_state(B), reset[40:])
-        torch.testing.assert_close(y2, fresh, rtol=1e-10, atol=1e-10)
-        assert_states_close(s2, s_fresh, rtol=1e-10, atol=1e-10)
-        assert not torch.allclose(y2[:21, 1], y_all[40:61, 1]), "the carried state was used"
+    torch.testing.assert_close(y2, y_all[40:], rtol=1e-10, atol=1e-10)
+    assert_states_close(s2, s_all, rtol=1e-10, atol=1e-10)
+    if has_memory(core):   # the carried state matters: the second half differs from a fresh start
+        fresh, _ = core(x[40:], core.initial_state(B), reset[40:])
+        assert not torch.allclose(y2[:21, 1], fresh[:21, 1]), "the carried state was not used"
 
 
 def test_no_carry_core_is_flagged_for_the_runtime():

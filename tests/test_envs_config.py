@@ -13,7 +13,7 @@ import pytest
 from envs import (LEVEL_SPLITS, EnvConfig, ObsSpec, describe_env, level_range, list_env_families,
                   make_vec_env, parse_env_string, slot_task_ids, validate_env_config)
 from envs.config import INT32_MAX
-from envs.procgen_env import MODE_GAMES, PROCGEN_GAMES
+from envs.procgen_env import PROCGEN_GAMES
 
 
 def test_every_config_field_has_help():

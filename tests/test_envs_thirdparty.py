@@ -257,7 +257,7 @@ def test_majority_task_scripted_and_memoryless_policies():
     obs = env.reset()
     assert obs.shape == (64, 4) and env.num_actions == 3
     seen = np.zeros((64, 3))
-    rets, right, memoryless = [], 0, 0
+    rets, memoryless = [], 0
     for t in range(6 * 20):
         k = t % 6
         if k < 5:

@@ -391,6 +391,66 @@ def test_learner_rerun_from_server_state_reproduces_the_acting_outputs(core):
     assert any(float(v.abs().max()) > 0.0 for v in later.values())          # carried, not reset
 
 
+def test_no_carry_core_starts_every_unroll_from_the_initial_state_through_the_server():
+    """srwm_no_carry with --inference learner: every unroll's initial_core_state is the
+    episode-start state (zeros), and the learner's re-run reproduces the acting outputs."""
+    N, T, U = 3, 6, 4
+    agent = make_agent("srwm_no_carry")
+    layout = BufferLayout(1, U, N, T)
+    bufs = RolloutBuffers(layout, (OBS_DIM,), "float32", NUM_ACTIONS, agent.state_spec(), share_memory=False)
+    with Server(agent, envs=N) as server:
+        client = server.client()
+        client.connect(0, N)
+        assert client.carries_state is False
+        writer = UnrollWriter(CountingVecEnv(N, lengths=(50,)), client, T)   # no episode ends
+        for g in range(U):
+            views, init = bufs.group_view(g)
+            writer.fill(views, init)
+    for g in range(U):
+        batch, state = bufs.gather(torch.tensor(list(layout.rows(g))))
+        for name, v in state.items():
+            assert float(v.abs().max()) == 0.0, f"unroll {g}: initial_core_state[{name!r}] is not zero"
+        with torch.no_grad():
+            out, _ = agent({k: batch[k] for k in ("obs", "reward", "done", "task")}, state)
+        torch.testing.assert_close(out["policy_logits"], batch["policy_logits"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out["baseline"], batch["baseline"], rtol=1e-5, atol=1e-5)
+
+
+def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
+    """The client and the local policy are ActingPolicys; with a server the local source
+    publishes no parameters to shared memory (no actor reads them) and logs the server's
+    counters under the columns it declares."""
+    from actors.policy import ActingPolicy
+    from actors.source import LocalRolloutSource, RolloutSource
+    from launch.config import TrainConfig
+    agent = make_agent("srwm")
+    cfg = TrainConfig()
+    cfg.actor = make_cfg(num_actors=2, envs=3).actor
+    cfg.actor.num_buffers, cfg.actor.unroll_length = 2, 4
+    server = InferenceServer(cfg, agent, device="cpu")
+    src = LocalRolloutSource(cfg, agent, obs_shape=(OBS_DIM,), obs_dtype="float32", num_actions=NUM_ACTIONS,
+                             num_tasks=1, inference_server=server)
+    try:
+        assert isinstance(src, RolloutSource)
+        assert isinstance(server.client(), ActingPolicy) and isinstance(LocalPolicy(agent, 3), ActingPolicy)
+        assert src.params is None and src.pool.shared_params is None
+        assert src.version == 1 and server.version == 1
+        assert src.publish(agent) == 2 and server.version == 2 and int(server.slots.version[0]) == 2
+        scalars = src.take_scalars()
+        assert list(scalars) == list(src.scalar_columns)
+        assert {"inference/batch_rows", "time/server_forward", "queue/full_rows"} <= set(scalars)
+    finally:
+        src.stop()
+    local = LocalRolloutSource(cfg, agent, obs_shape=(OBS_DIM,), obs_dtype="float32",
+                               num_actions=NUM_ACTIONS, num_tasks=1)
+    try:
+        assert local.params is not None and local.version == 1 and local.publish(agent) == 2
+        assert list(local.take_scalars()) == list(local.scalar_columns)
+        assert not any(c.startswith("inference/") for c in local.scalar_columns)
+    finally:
+        local.stop()
+
+
 # ---------------------------------------------------------------------------------------
 # actor restarts
 # ---------------------------------------------------------------------------------------
@@ -538,12 +598,17 @@ def test_bad_input_is_refused_with_a_clear_error():
             c.act(np.zeros((3, 5), np.float32), np.zeros(3), np.zeros(3, bool), np.zeros(3, np.int64))
         with pytest.raises(ValueError, match="architecture"):
             server.update_params(make_agent("srwm"), 1)
-        # a forward that fails answers with an error instead of hanging the actor
-        def failing_forward(*args, **kwargs):
-            raise RuntimeError("planted failure in the policy's forward")
-        server.agent.forward = failing_forward
-        with pytest.raises(InferenceServerError, match="planted failure"):
+        # a forward that fails answers with an error instead of hanging the actor (non-finite
+        # weights no longer fail: the agent then acts uniformly), and the server goes on serving
+        def broken_forward(*args, **kwargs):
+            raise RuntimeError("broken forward")
+
+        server.agent.forward = broken_forward
+        with pytest.raises(InferenceServerError, match="broken forward"):
             c.act(*make_inputs(np.random.default_rng(1), 3))
+        del server.agent.forward
+        action, _, _ = c.act(*make_inputs(np.random.default_rng(1), 3))
+        assert action.shape == (3,)
 
 
 # ---------------------------------------------------------------------------------------
@@ -570,6 +635,13 @@ def test_training_run_with_learner_inference_survives_an_actor_crash(tmp_path):
     assert summary["status"] == "finished" and summary["steps"] >= 600, summary
     assert summary["actor_restarts"] >= 1, summary
     assert "injected env failure" in p.stderr
+    # the server's counters are in the CSV, as in TensorBoard
+    import csv
+    with open(tmp_path / "inf" / "logs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert any(float(r["inference/batch_rows"] or 0) > 0 for r in rows), rows[-1]
+    assert any(float(r["time/server_forward"] or 0) > 0 for r in rows), rows[-1]
+    assert "logged to TensorBoard only" not in p.stderr
 
 
 def test_bench_command_measures_env_and_learner(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The Ray actor backend (``--backend ray``, actors/ray_backend.py).
+"""The Ray actor backend (``--backend ray``, actors/ray_backend/).
 
 On a local Ray instance (the CI machine has 2 CPUs): batches assembled from several
 unrolls equal the rows the actors wrote; parameters reach the object store every K
@@ -105,7 +105,7 @@ def test_batch_rows_come_from_several_unrolls_in_order():
     unrolls = [(a, k, _fake_unroll(T, N, A, 32, a, k, version=10 + 2 * k + a)) for k in range(2) for a in range(2)]
     for a, _, u in unrolls:
         src._accept(src.slots[a], u)
-    assert src.queue_sizes()["queue/full_rows"] == 12 and [s.held for s in src.slots] == [2, 2]
+    assert src.take_scalars()["queue/full_rows"] == 12 and [s.held for s in src.slots] == [2, 2]
     expected_rows = [(u, r) for _, _, u in unrolls for r in range(N)]      # arrival order
     out = []
     for _ in range(2):
@@ -221,6 +221,7 @@ def test_killed_actor_is_replaced_and_training_finishes(local_ray, tmp_path):
     assert not psutil.pid_exists(seen["pid"]) or psutil.Process(seen["pid"]).status() == psutil.STATUS_ZOMBIE
     rows = read_csv(tmp_path / "kill" / "logs.csv")
     assert max(float(r["actor_restarts"]) for r in rows if r.get("actor_restarts")) == 1.0
+    assert any(r["ray/in_flight_unrolls"] for r in rows)          # the Ray source's column, in the CSV
 
 
 @pytest.mark.slow

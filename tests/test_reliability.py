@@ -98,12 +98,12 @@ def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
         def join(self, timeout=None):
             pass
 
-    cfg = TrainConfig()
-    cfg.actor.max_crashes_per_minute = 2
-    pool = LocalActorPool.__new__(LocalActorPool)
-    from collections import deque
+    from actors.crashes import CrashWindow
     from actors.pool import _ActorSlot
-    pool.config, pool.crash_times, pool.inference_server, pool.restarts = cfg, deque(), None, 0
+
+    cfg = TrainConfig()
+    pool = LocalActorPool.__new__(LocalActorPool)
+    pool.config, pool.crashes, pool.inference_server, pool.restarts = cfg, CrashWindow(2), None, 0
     pool.slots = [_ActorSlot(0), _ActorSlot(1)]
     spawned = []
     pool._spawn = lambda slot: spawned.append(slot.index)
@@ -112,6 +112,43 @@ def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
     with pytest.raises(ActorCrashLoop, match="actor 1: boom 3"):
         pool._restart(pool.slots[1], "boom 3")
     assert spawned == [1, 1]
+
+
+def test_crash_window_forgets_crashes_older_than_a_minute():
+    from actors.crashes import ActorCrashLoop, CrashWindow
+    now = [0.0]
+    w = CrashWindow(2, clock=lambda: now[0])
+    w.record(0, "a")
+    w.record(1, "b")
+    now[0] = 61.0
+    w.record(0, "c")                      # the first two are more than a minute old
+    assert len(w) == 1
+    w.record(0, "d")
+    with pytest.raises(ActorCrashLoop, match="3 actor crashes.*actor 1: e"):
+        w.record(1, "e")
+
+
+def test_a_group_written_twice_stops_the_run_instead_of_restarting_the_actor():
+    """An invariant violation is a bug: the pool fails loudly, it does not restart the actor."""
+    import multiprocessing
+    from actors.crashes import CrashWindow
+    from actors.pool import ActorProtocolError, LocalActorPool, _ActorSlot
+    from launch.config import TrainConfig
+
+    pool = LocalActorPool.__new__(LocalActorPool)
+    pool.config, pool.crashes, pool.inference_server, pool.restarts = TrainConfig(), CrashWindow(10), None, 0
+    pool.heartbeats = torch.full((1,), time.time(), dtype=torch.float64)
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    pool.slots = [_ActorSlot(0, process=None, conn=ours)]
+    pool.held = set()
+    restarted = []
+    pool._restart = lambda slot, reason: restarted.append(reason)
+    theirs.send(("full", 3, [], {}))
+    assert [e.group for e in pool.poll(1.0)] == [3]
+    theirs.send(("full", 3, [], {}))                  # the learner still holds group 3
+    with pytest.raises(ActorProtocolError, match="actor 0 wrote group 3 twice"):
+        pool.poll(1.0)
+    assert restarted == []
 
 
 @pytest.mark.timeout(300)
@@ -201,6 +238,23 @@ def test_double_sigint_exits_at_once(tmp_path):
     assert_gone(kids)
 
 
+def test_hard_exit_kills_every_actor_even_when_one_is_already_gone():
+    from launch.trainer import Trainer
+    gone = subprocess.Popen(["sleep", "60"])
+    gone.kill()
+    gone.wait()                                     # its pid is free: os.kill raises ProcessLookupError
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        trainer = Trainer.__new__(Trainer)
+        trainer.source = type("Source", (), {"pids": lambda self: [gone.pid, alive.pid]})()
+        trainer._hard_exit()
+        assert alive.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if alive.poll() is None:
+            alive.kill()
+            alive.wait()
+
+
 @pytest.mark.timeout(300)
 def test_kill_9_of_trainer_leaves_nothing_and_resume_works(tmp_path):
     shm_before = dev_shm_names()
@@ -236,7 +290,6 @@ def _tiny_learner(seed=0):
 
 
 def _batches(n, seed=123):
-    from agents.model import ModelConfig  # noqa: F401
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
@@ -260,15 +313,20 @@ def _with_state(learner, batch):
 def test_resume_is_bit_identical(tmp_path):
     from learner.checkpoint import load_latest, save_checkpoint
     batches = _batches(6)
+    import random
+    import numpy as np
     a = _tiny_learner()
     for bt in batches:
         a.step(*_with_state(a, bt))
+    rng_a = (torch.get_rng_state(), np.random.get_state(), random.getstate())   # after the 6 steps
     b = _tiny_learner()
     for bt in batches[:3]:
         b.step(*_with_state(b, bt))
     save_checkpoint(tmp_path, {"learner": b.state_dict()}, b.updates)
-    torch.manual_seed(999)   # disturb the RNGs: the checkpoint must restore them
     c = _tiny_learner(seed=5)
+    torch.manual_seed(999)   # disturb the RNGs: the checkpoint must restore them
+    np.random.seed(999)
+    random.seed(999)
     payload, _ = load_latest(tmp_path)
     c.load_state_dict(payload["learner"])
     for bt in batches[3:]:
@@ -276,7 +334,11 @@ def test_resume_is_bit_identical(tmp_path):
     for (n, pa), (_, pc) in zip(a.agent.state_dict().items(), c.agent.state_dict().items()):
         assert torch.equal(pa, pc), n
     assert a.steps == c.steps and a.updates == c.updates
-    assert torch.equal(torch.get_rng_state(), torch.get_rng_state())
+    # the RNGs were restored to b's and then advanced exactly as a's were
+    assert torch.equal(torch.get_rng_state(), rng_a[0])
+    np_c = np.random.get_state()
+    assert np_c[0] == rng_a[1][0] and np.array_equal(np_c[1], rng_a[1][1]) and np_c[2:] == rng_a[1][2:]
+    assert random.getstate() == rng_a[2]
     sa, sc = a.optimizer.state_dict()["state"], c.optimizer.state_dict()["state"]
     for k in sa:
         for key in sa[k]:
@@ -689,7 +751,6 @@ def _in_tmpfs(mount_point, options):
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and tmpfs in a user namespace")
 def test_disk_full_on_a_small_tmpfs(tmp_path):
-    import json
     runs = tmp_path / "small"
     runs.mkdir()
     q = run_cmd(runs, ["--name", "full", "--total-steps", str(10**9), "--checkpoint-interval-s", "0.3",

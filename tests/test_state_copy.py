@@ -6,7 +6,6 @@ off-by-one in the unroll layout (entry 0 = entry T of the last unroll, the state
 before entry 0, the done-resets) shows up as different logits.
 """
 
-import numpy as np
 import pytest
 import torch
 
@@ -71,11 +70,19 @@ def test_unrolls_chain_entry_T_to_entry_0():
 
 def test_counting_env_observations_follow_the_step_count():
     """Entry t of consecutive unrolls sees consecutive steps: the layout has no gaps."""
-    _, bufs, layout = _collect("ff", unrolls=3, T=4, N=1, episode_len=100)
-    obs = torch.cat([bufs.group_view(g)[0]["obs"][0, (0 if g == 0 else 1):] for g in range(3)])
-    # the first observation component changes at every step; all observations differ
-    flat = obs.reshape(obs.shape[0], -1)
-    assert len({tuple(r.tolist()) for r in flat}) == flat.shape[0]
+    T, U, N, L = 4, 3, 2, 5
+    _, bufs, layout = _collect("ff", unrolls=U, T=T, N=N, episode_len=L)
+    # entries 0..T of the first unroll, then 1..T of every later one (entry 0 repeats entry T)
+    views = [bufs.group_view(g)[0] for g in range(U)]
+    obs = torch.cat([v["obs"][:, (0 if g == 0 else 1):] for g, v in enumerate(views)], dim=1)   # [N, S, 3]
+    done = torch.cat([v["done"][:, (0 if g == 0 else 1):] for g, v in enumerate(views)], dim=1)  # [N, S]
+    steps = torch.arange(U * T + 1)
+    for n in range(N):
+        # the counting env's observation is (step in episode, env slot, episode number)
+        assert obs[n, :, 0].tolist() == (steps % L).tolist(), f"env {n}: a gap or a repeat in the steps"
+        assert obs[n, :, 1].tolist() == [float(n)] * len(steps)
+        assert obs[n, :, 2].tolist() == (steps // L).tolist()
+        assert done[n].tolist() == (steps % L == 0).tolist(), f"env {n}: done is not on episode starts"
 
 
 def test_no_carry_core_starts_every_unroll_from_the_episode_start_state():

@@ -49,13 +49,30 @@ def test_end_to_end_then_resume(tmp_path):
     assert cfg["model"]["core"] == "srwm" and cfg["actor"]["num_actors"] == 2
 
     rows = read_csv(run_dir / "logs.csv")
-    losses = [float(r["total_loss"]) for r in rows if r.get("total_loss")]
-    assert losses and all(abs(x) < 1e6 for x in losses)
+    trained = [r for r in rows if r.get("total_loss")]
+    assert trained, "no row with a loss"
+    import math
+    import torch
+    payload = torch.load(ckpts[-1], weights_only=True)
+    num_actions = payload["learner"]["model"]["policy.weight"].shape[0]
+    T, B = 20, 8
+    for r in trained:
+        # the logged loss is the IMPALA loss of its parts (default costs 0.5 and 0.01), and
+        # the entropy column the mean policy entropy per step, within (0, log A]
+        parts = float(r["pg_loss"]) + 0.5 * float(r["baseline_loss"]) + 0.01 * float(r["entropy_loss"])
+        assert math.isfinite(float(r["total_loss"]))
+        assert float(r["total_loss"]) == pytest.approx(parts, rel=1e-4, abs=1e-4), r
+        assert float(r["entropy"]) == pytest.approx(-float(r["entropy_loss"]) / (T * B), rel=1e-4), r
+        assert 0.0 < float(r["entropy"]) <= math.log(num_actions) + 1e-6, r
+    assert [int(float(r["updates"])) for r in trained] == sorted(int(float(r["updates"])) for r in trained)
+    assert payload["learner"]["counters"]["updates"] * T * B == payload["learner"]["counters"]["steps"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ea = EventAccumulator(str(run_dir / "tb"))
     ea.Reload()
     tags = ea.Tags()["scalars"]
+    # the CSV has the same scalars as TensorBoard
+    assert set(tags) <= set(rows[0]), sorted(set(tags) - set(rows[0]))
     for tag in ("total_loss", "sps", "learning_rate", "grad_norm", "entropy_loss", "return/mean",
                 "queue/full_rows", "time/learn"):
         assert tag in tags, (tag, tags)
@@ -66,13 +83,12 @@ def test_end_to_end_then_resume(tmp_path):
         assert any(r.get(tag) for r in rows), tag
     assert all(abs(e.value) < 1e6 for e in ea.Scalars("total_loss"))
 
-    import torch
-    payload = torch.load(ckpts[-1], weights_only=True)
     first_steps = payload["learner"]["counters"]["steps"]
     assert first_steps == summary["steps"]
+    first_model = payload["learner"]["model"]
 
     # resume: only the name and the new budget are given; the rest comes from config.json
-    p = run_train(["--name", "e2e", "--resume", "--total-steps", "4800", "--no-progress"], tmp_path)
+    run_train(["--name", "e2e", "--resume", "--total-steps", "4800", "--no-progress"], tmp_path)
     summary2 = json.loads((run_dir / "summary.json").read_text())
     assert summary2["steps"] >= 4800
     rows2 = read_csv(run_dir / "logs.csv")
@@ -81,6 +97,13 @@ def test_end_to_end_then_resume(tmp_path):
         "resume did not continue from the saved step"
     cfg2 = json.loads((run_dir / "config.json").read_text())
     assert cfg2["model"]["core"] == "srwm" and cfg2["run"]["total_steps"] == 4800
+    # the resumed run went on training the saved parameters: they changed, and stay finite
+    last = torch.load(sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+    assert last["learner"]["counters"]["updates"] > payload["learner"]["counters"]["updates"]
+    model = last["learner"]["model"]
+    assert model.keys() == first_model.keys()
+    assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point())
+    assert any(not torch.equal(model[k], first_model[k]) for k in model if model[k].is_floating_point())
 
 
 BAD = [

@@ -32,14 +32,12 @@ Failures: an actor whose call fails (its node gone, ``ray.kill``, an exception i
 its env) or that produces nothing for ``--heartbeat-timeout-s`` is killed and
 recreated with fresh envs; its in-flight unrolls are discarded, finished ones stay
 valid. More than ``--max-crashes-per-minute`` restarts in a minute stop the run
-(:class:`actors.pool.ActorCrashLoop`). The learner's own failure is the trainer's
+(:class:`actors.crashes.ActorCrashLoop`). The learner's own failure is the trainer's
 business: periodic checkpoints and ``--resume``.
 
-Connection (:func:`connect_ray`): ``--ray-address`` joins an existing cluster (the
-checkout is shipped to the workers as the job's ``working_dir``); without it a local
-instance is started whose every server listens on 127.0.0.1 only. Ray's token
-authentication (``RAY_AUTH_MODE=token``, Ray >= 2.52) is switched on unless the user
-set ``RAY_AUTH_MODE`` explicitly. See docs/ray.md.
+Connection and security: :mod:`actors.ray_backend.connect`; the Ray actors and the
+parameter server: :mod:`actors.ray_backend.actor`; this module is the learner's side,
+:class:`RayRolloutSource` (an :class:`actors.source.RolloutSource`).
 """
 
 from __future__ import annotations
@@ -47,230 +45,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
-import socket
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import ray
 import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.actor import ActorSpec, UnrollWriter, build_actor_env
+from actors.actor import ActorSpec
 from actors.buffers import rollout_specs
-from actors.params import named_tensors
-from actors.pool import ActorCrashLoop
-from actors.source import RolloutSource
+from actors.crashes import CrashWindow
+from actors.params import flatten_params
+from actors.ray_backend.actor import _RemoteParameterServer, _RemoteRolloutActor
+from actors.ray_backend.connect import connect_ray
+from actors.source import QUEUE_COLUMNS, Reports
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# what is not shipped to the workers with the code (on top of .gitignore)
-_WORKING_DIR_EXCLUDES = [".git", ".venv", "runs", "__pycache__", ".pytest_cache", "*.pt", ".whl", ".gl"]
-_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": node IP = loopback (read by ray's services)
-
-
-# -- connecting to Ray ----------------------------------------------------------------
-
-def keep_token_auth_on() -> str:
-    """Switch Ray's token authentication on unless ``RAY_AUTH_MODE`` was set by the user.
-
-    Ray >= 2.52 authenticates every control-plane RPC and HTTP request with one shared
-    token when ``RAY_AUTH_MODE=token`` (token from ``RAY_AUTH_TOKEN``,
-    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``; a local ``ray.init`` generates
-    the file). Returns the mode in force.
-    """
-    mode = os.environ.get("RAY_AUTH_MODE")
-    if mode is not None:
-        if mode.lower() != "token":
-            log.warning("RAY_AUTH_MODE=%s: Ray token authentication is OFF; anyone who can reach "
-                        "the cluster's ports can run code on it", mode)
-        return mode.lower()
-    os.environ["RAY_AUTH_MODE"] = "token"
-    try:   # Ray caches its config at import: refresh it so this process sees token mode too
-        from ray._raylet import Config
-        Config.initialize("")
-    except (ImportError, AttributeError):   # Ray without token authentication
-        pass
-    return "token"
-
-
-def _start_local_ray(num_cpus: int) -> None:
-    """``ray.init`` a one-machine instance whose servers bind 127.0.0.1 only.
-
-    Ray resolves ``_node_ip_address="127.0.0.1"`` to the machine's routable address on
-    Linux unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-machine mode); then
-    GCS, raylet, object manager, workers and agents all listen on loopback.
-    """
-    from ray._private import ray_constants
-    old_env, old_flag = os.environ.get(_LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_LOOPBACK_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1")
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = old_flag
-        if old_env is None:
-            os.environ.pop(_LOOPBACK_ENV, None)
-        else:
-            os.environ[_LOOPBACK_ENV] = old_env
-
-
-def connect_ray(address: str = "", num_cpus: Optional[int] = None, *, ship_code: bool = True) -> bool:
-    """Join the cluster at ``address`` or start a loopback-only local instance.
-
-    Returns True when this call connected (the caller then owns the connection and
-    calls ``ray.shutdown()``: for a local instance that stops every Ray process, for a
-    cluster it only disconnects); False when Ray was already initialised.
-
-    Ray's core worker installs a failure-signal handler for SIGTERM that aborts the
-    process; the trainer's own SIGINT/SIGTERM handlers (finish the update, checkpoint,
-    stop) are put back after ``ray.init``.
-    """
-    if ray.is_initialized():
-        return False
-    keep_token_auth_on()
-    saved = _python_signal_handlers()
-    try:
-        _init(address, num_cpus, ship_code)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-    return True
-
-
-def _python_signal_handlers() -> dict:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    out = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        h = signal.getsignal(sig)
-        if h is not None:                 # None: installed outside Python, cannot be restored
-            out[sig] = h
-    return out
-
-
-def _init(address: str, num_cpus: Optional[int], ship_code: bool) -> None:
-    if address:
-        runtime_env = None
-        if ship_code:
-            runtime_env = {"working_dir": str(REPO_ROOT), "excludes": list(_WORKING_DIR_EXCLUDES)}
-        try:
-            ray.init(address=address, runtime_env=runtime_env)
-        except ConnectionError as e:
-            raise ConnectionError(f"--ray-address {address}: cannot connect to a Ray cluster ({e})") from None
-    else:
-        _start_local_ray(num_cpus if num_cpus is not None else max(os.cpu_count() or 1, 1))
-
-
-# -- the actor side -------------------------------------------------------------------
-
-class ParameterServer:
-    """Holds the reference to the latest published parameters (0 CPUs, driver's node).
-
-    The reference sits in a list so Ray passes it through unresolved: an actor fetches
-    the array (``ray.get``) only when the version is new to it.
-    """
-
-    def __init__(self):
-        self.version = -1
-        self.box: Optional[list] = None
-
-    def set(self, version: int, box: list) -> None:
-        if version > self.version:
-            self.version, self.box = version, box
-
-    def get(self, known_version: int) -> Optional[Tuple[int, list]]:
-        return None if self.version <= known_version else (self.version, self.box)
-
-
-class ObjectStoreParams:
-    """The actor's view of the published parameters: ``load_into`` like SharedParams."""
-
-    def __init__(self, server, poll_s: float = 0.02):
-        self.server = server
-        self.poll_s = poll_s
-
-    def load_into(self, model: torch.nn.Module, *, last_version: int = -1, timeout_s: float = 120.0) -> int:
-        """Copy newer parameters into ``model``; wait for the first set. Returns the version held."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            got = ray.get(self.server.get.remote(last_version))
-            if got is not None:
-                break
-            if last_version >= 0:
-                return last_version          # nothing newer: keep acting with what we have
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no parameters published by the learner within {timeout_s:.0f} s")
-            time.sleep(self.poll_s)
-        version, box = got
-        flat = np.asarray(ray.get(box[0]), dtype=np.float32)                # [P], read-only view
-        targets = named_tensors(model)
-        total = sum(t.numel() for _, t in targets)
-        if flat.shape != (total,):
-            raise ValueError(f"published parameters have shape {flat.shape}, the actor's model needs ({total},)")
-        src = torch.from_numpy(flat.copy())                                 # [P], writable
-        with torch.no_grad():
-            offset = 0
-            for _, t in targets:
-                n = t.numel()
-                t.copy_(src[offset:offset + n].view_as(t))
-                offset += n
-        return version
-
-
-class RolloutActor:
-    """One Ray actor: a vectorised env, a CPU copy of the agent, an UnrollWriter."""
-
-    def __init__(self, spec: ActorSpec, param_server):
-        from actors.policy import LocalPolicy
-        from agents.model import build_agent
-        from envs.base import ObsSpec
-        cfg = spec.config
-        torch.set_num_threads(max(1, cfg.actor.actor_threads))
-        self.spec = spec
-        self.env = build_actor_env(spec)
-        agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
-                            spec.num_actions, spec.num_tasks)
-        self.state_spec = agent.state_spec()
-        self.policy = LocalPolicy(agent, self.env.num_envs, ObjectStoreParams(param_server))
-        self.specs = rollout_specs(spec.obs_shape, spec.obs_dtype, spec.num_actions)
-        self.T = cfg.actor.unroll_length
-        self.writer: Optional[UnrollWriter] = None
-
-    def info(self) -> dict:
-        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
-                "host": socket.gethostname(), "actor": self.spec.actor_index,
-                "incarnation": self.spec.incarnation}
-
-    def unroll(self) -> dict:
-        """Act for T steps; returns time-major numpy arrays (see the module docstring)."""
-        t0 = time.perf_counter()
-        version = self.policy.sync()
-        if self.writer is None:
-            cfg = self.spec.config
-            first_life = self.spec.actor_index == 0 and self.spec.incarnation == 0
-            self.writer = UnrollWriter(self.env, self.policy, self.T,
-                                       crash_at_step=cfg.run.debug_crash_at_step if first_life else 0)
-        self.writer.timing.wait += time.perf_counter() - t0
-        N, T1 = self.env.num_envs, self.T + 1
-        data = {k: torch.zeros(T1, N, *shape, dtype=dtype) for k, (shape, dtype) in self.specs.items()}
-        views = {k: v.transpose(0, 1) for k, v in data.items()}             # [N, T+1, ...] views
-        state = self.state_spec.allocate(N)                                 # {name: [N, ...]}
-        episodes = self.writer.fill(views, state)
-        return {"data": {k: v.numpy() for k, v in data.items()},          # [T+1, N, ...]
-                "state": {k: v.numpy() for k, v in state.items()},        # [N, ...]
-                "version": version, "episodes": episodes, "timing": self.writer.take_timing()}
-
-
-_RemoteParameterServer = ray.remote(ParameterServer)
-_RemoteRolloutActor = ray.remote(RolloutActor)
 
 
 # -- the learner side -----------------------------------------------------------------
@@ -299,7 +92,7 @@ class _Slot:
     last_error: str = ""
 
 
-class RayRolloutSource(RolloutSource):
+class RayRolloutSource(Reports):
     """Rollout source over Ray actors; same interface as :class:`actors.source.LocalRolloutSource`."""
 
     def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
@@ -330,14 +123,13 @@ class RayRolloutSource(RolloutSource):
         self._next_uid = 0
         self.pending: deque = deque()                          # (uid, row), oldest first
         self.restarts = 0
-        self.crash_times: deque = deque()
+        self.crashes = CrashWindow(a.max_crashes_per_minute)
+        self.scalar_columns = QUEUE_COLUMNS + ("ray/in_flight_unrolls",)
 
     # -- parameters ------------------------------------------------------------------
     @staticmethod
     def _flatten(agent) -> np.ndarray:
-        with torch.no_grad():
-            flat = torch.cat([t.detach().reshape(-1).float() for _, t in named_tensors(agent)])
-        return flat.cpu().numpy()                                             # [P] float32
+        return flatten_params(agent).cpu().numpy()                           # [P] float32
 
     def _broadcast(self, flat: np.ndarray, version: int) -> None:
         ref = ray.put(flat)
@@ -427,10 +219,6 @@ class RayRolloutSource(RolloutSource):
             slot.inflight += 1
 
     def _restart(self, slot: _Slot, reason: str) -> None:
-        now = time.monotonic()
-        self.crash_times.append(now)
-        while self.crash_times and now - self.crash_times[0] > 60.0:
-            self.crash_times.popleft()
         slot.last_error = reason
         log.warning("ray actor %d (incarnation %d) lost (%s); recreating it",
                     slot.index, slot.incarnation, reason)
@@ -442,10 +230,7 @@ class RayRolloutSource(RolloutSource):
             ray.kill(slot.handle, no_restart=True)
         except Exception:
             pass
-        limit = self.config.actor.max_crashes_per_minute
-        if len(self.crash_times) > limit:
-            raise ActorCrashLoop(f"{len(self.crash_times)} actor crashes within a minute "
-                                 f"(limit {limit}); last: actor {slot.index}: {reason}")
+        self.crashes.record(slot.index, reason)
         slot.incarnation += 1
         self.restarts += 1
         self._spawn(slot)
@@ -587,7 +372,7 @@ class RayRolloutSource(RolloutSource):
         return batch, state, {"policy_versions": versions}
 
     # -- logging ---------------------------------------------------------------------
-    def queue_sizes(self) -> Dict[str, float]:
+    def take_scalars(self) -> Dict[str, float]:
         held = sum(s.held for s in self.slots)
         return {"queue/full_rows": len(self.pending), "queue/held_groups": held,
                 "queue/free_groups": len(self._inflight), "ray/in_flight_unrolls": len(self._inflight)}

@@ -23,6 +23,8 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
   only carries one-byte wake-ups.
 * ``state_snapshot()`` (once per unroll) copies the actor's rows of the resident
   state into its shared snapshot slot: the ``initial_core_state`` of the next unroll.
+  ``reset_state()`` resets them to the episode-start state (a core without carry-over
+  across unrolls, ``srwm_no_carry``, at every unroll start).
 * The server runs as a thread of the trainer process with its OWN copy of the agent
   (eval mode, no gradients); :meth:`InferenceServer.update_params` copies the
   learner's parameters in under a lock, so a forward never sees a half-updated set
@@ -43,7 +45,13 @@ rows or more are waiting, the oldest requests run at once in *full* forwards of
 ``max_batch`` rows and the remainder keeps waiting for more company (a request may
 straddle two forwards; it is answered when its last rows are done). Within a
 forward the rows are sorted by actor, so consecutive actors' rows are contiguous
-and need no gather.
+and need no gather. The policy is :mod:`actors.inference.planner` (pure functions).
+
+The package: :mod:`~actors.inference.wire` (shared-memory slots, messages),
+:mod:`~actors.inference.planner` (batching), this module (the server thread),
+:mod:`~actors.inference.client` (the actor's side). This module is over 400 lines
+because it is one class whose socket loop and device work share one lock and one
+resident state; what is pure (batching, wire format) lives in the modules above.
 """
 
 from __future__ import annotations
@@ -54,78 +62,26 @@ import os
 import selectors
 import shutil
 import socket
-import struct
 import tempfile
 import threading
 import time
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
-from multiprocessing.connection import Client, Connection
-from typing import Dict, List, Optional, Tuple
+from multiprocessing.connection import Connection
+from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 
-from actors.buffers import rollout_specs
+from actors.inference import planner
+from actors.inference.client import InferenceClient
+from actors.inference.planner import Forward
+from actors.inference.wire import (ACT, ERROR, HELLO, HELLO_TAG, INPUT_KEYS, OK, OUTPUT_KEYS, REQUESTS, RESET,
+                                   SNAPSHOT, InferenceSlots, flat_rows)
+from actors.params import named_tensors
 
 log = logging.getLogger(__name__)
 
-_HELLO_TAG = b"h"
-_HELLO = struct.Struct("<qqq")      # actor index, number of envs, pid
-_ACT = b"a"
-_SNAPSHOT = b"s"
-_OK = b""
-_ERROR = b"!"
-
-_INPUT_KEYS = ("obs", "reward", "done", "task")
-_OUTPUT_KEYS = ("action", "policy_logits", "baseline")
-
-
-# --------------------------------------------------------------------------------------
-# shared-memory slots
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class InferenceSlots:
-    """The shared-memory request/response slots of every actor (picklable to spawned actors).
-
-    ``io[key]``: ``[num_actors, E, ...]`` for the four inputs and three outputs (dtypes of
-    :func:`actors.buffers.rollout_specs`; image observations laid out channels-last in
-    memory); ``snapshot[name]``: ``[num_actors, E, ...]``
-    core-state copies; ``version``: int64 [1], the parameter version the server acts with.
-    """
-
-    io: Dict[str, torch.Tensor]
-    snapshot: Dict[str, torch.Tensor]
-    version: torch.Tensor
-
-    @classmethod
-    def allocate(cls, num_actors: int, envs_per_actor: int, obs_shape, obs_dtype: str,
-                 num_actions: int, state_spec) -> "InferenceSlots":
-        io = {}
-        for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions).items():
-            if key == "obs" and len(shape) == 3:
-                # images [C, H, W] are stored channels-last (as simulators produce them): the
-                # actor's copy is a memcpy and the convolutions take the channels-last path
-                C, H, W = shape
-                t = torch.zeros(num_actors, envs_per_actor, H, W, C, dtype=dtype).share_memory_()
-                io[key] = t.permute(0, 1, 4, 2, 3)                          # [A, E, C, H, W] view
-            else:
-                io[key] = torch.zeros(num_actors, envs_per_actor, *shape, dtype=dtype).share_memory_()
-        snapshot = state_spec.allocate(envs_per_actor, share_memory=True, leading=(num_actors,))
-        version = torch.zeros(1, dtype=torch.int64).share_memory_()
-        return cls(io, snapshot, version)
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """[A, E, ...] -> [A * E, ...] (a view)."""
-    return t.view(t.shape[0] * t.shape[1], *t.shape[2:])
-
-
-# --------------------------------------------------------------------------------------
-# the server
-# --------------------------------------------------------------------------------------
 
 @dataclass
 class _Peer:
@@ -149,13 +105,14 @@ class ServerStats:
     forwards: int = 0            # forward passes run
     rows: int = 0                # env rows run through the agent
     snapshots: int = 0           # state snapshots served
+    resets: int = 0              # state resets served (cores without carry-over, at unroll starts)
     errors: int = 0              # requests answered with an error
     batch_rows: Counter = field(default_factory=Counter)   # rows per forward -> count
     time_forward: float = 0.0    # s in the forward (inputs to the device, agent, outputs back)
     time_wait_batch: float = 0.0  # s from a batch's first request to its forward
 
     def as_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("requests", "forwards", "rows", "snapshots", "errors",
+        d = {k: getattr(self, k) for k in ("requests", "forwards", "rows", "snapshots", "resets", "errors",
                                             "time_forward", "time_wait_batch")}
         d["mean_batch_rows"] = self.rows / self.forwards if self.forwards else 0.0
         d["batch_rows"] = dict(sorted(self.batch_rows.items()))
@@ -196,12 +153,12 @@ class InferenceServer:
         self._fresh = self.agent.initial_state(E, self.device)              # {name: [E, ...]}
         self.slots = InferenceSlots.allocate(self.num_actors, E, agent.obs_shape, agent.obs_dtype,
                                              agent.num_actions, self.state_spec)
-        self._io = {k: _flat(v) for k, v in self.slots.io.items()}          # {key: [A * E, ...]}
+        self._io = {k: flat_rows(v) for k, v in self.slots.io.items()}          # {key: [A * E, ...]}
         self.cuda = self.device.type == "cuda"
         self._stream = torch.cuda.Stream(self.device) if self.cuda else None
         self._staging: Dict[str, torch.Tensor] = {}
         if self.cuda:   # pinned host buffers for non-blocking copies
-            for k in _INPUT_KEYS + _OUTPUT_KEYS:
+            for k in INPUT_KEYS + OUTPUT_KEYS:
                 self._staging[k] = torch.empty_like(self._io[k]).pin_memory()
         if self.cuda:   # everything above ran on the default stream; the server uses its own
             torch.cuda.synchronize(self.device)
@@ -259,13 +216,14 @@ class InferenceServer:
             self._listener = None
         self._finalizer()
 
-    def client(self) -> "InferenceClient":
+    def client(self) -> InferenceClient:
         """A picklable client for one actor process (it connects in :meth:`InferenceClient.connect`)."""
-        return InferenceClient(self.address, self.slots, self.envs_per_actor, self.reply_timeout_s)
+        return InferenceClient(self.address, self.slots, self.envs_per_actor, self.reply_timeout_s,
+                               carries_state=bool(self.agent.carries_state))
 
     @staticmethod
     def _param_tensors(model: torch.nn.Module) -> List[torch.Tensor]:
-        return [t for t in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
+        return [t for _, t in named_tensors(model)]
 
     @torch.no_grad()
     def update_params(self, agent: torch.nn.Module, version: int) -> None:
@@ -325,10 +283,8 @@ class InferenceServer:
         pending: Dict[int, _Request] = {}         # actor -> its waiting act request
         try:
             while not self._stopping:
-                timeout = None
-                if pending:
-                    oldest = min(r.arrival for r in pending.values())
-                    timeout = max(0.0, oldest + self.timeout_s - time.perf_counter())
+                due = planner.deadline(pending, self.timeout_s)
+                timeout = None if due is None else max(0.0, due - time.perf_counter())
                 for key, _ in sel.select(timeout):
                     if key.data == "listen":
                         self._accept()
@@ -340,10 +296,14 @@ class InferenceServer:
                     else:
                         peer = key.data
                         req = self._receive(peer)
-                        if req == _ACT:
+                        if req == ACT:
                             pending[peer.actor] = _Request(peer, time.perf_counter())
-                        elif req == _SNAPSHOT:
+                        elif req == SNAPSHOT:
                             self._snapshot(peer)
+                        elif req == RESET:
+                            self._reset_rows(peer.actor)
+                            self.stats.resets += 1
+                            self._reply(peer, OK)
                 for a in [a for a, r in pending.items() if self._by_actor.get(a) is not r.peer]:
                     del pending[a]                # the actor died or was replaced
                 self._dispatch(pending)
@@ -354,28 +314,16 @@ class InferenceServer:
             sel.close()
 
     def _dispatch(self, pending: Dict[int, "_Request"]) -> None:
-        """Run the batches that are ready; what is left keeps waiting (``pending`` is updated)."""
-        E = self.envs_per_actor
+        """Run the forwards that are ready; what is left keeps waiting (``pending`` is updated)."""
         while pending:
             now = time.perf_counter()
-            oldest = min(r.arrival for r in pending.values())
-            rows = sum(E - r.done for r in pending.values())
-            if len(pending) >= len(self._by_actor) or now >= oldest + self.timeout_s:
-                chosen, limit = list(pending), None           # nobody else can come, or time is up
-            elif rows >= self.max_batch:
-                # only full forwards; the oldest requests first, the rest keeps waiting
-                full = (rows // self.max_batch) * self.max_batch
-                chosen, n = [], 0
-                for a in sorted(pending, key=lambda a: pending[a].arrival):
-                    chosen.append(a)
-                    n += E - pending[a].done
-                    if n >= full:
-                        break
-                limit = rows // self.max_batch
-            else:
+            forwards = planner.forwards_to_run(pending, len(self._by_actor), now,
+                                               envs_per_actor=self.envs_per_actor,
+                                               max_batch=self.max_batch, timeout_s=self.timeout_s)
+            if not forwards:
                 return
-            self.stats.time_wait_batch += now - oldest
-            self._run_batch(pending, sorted(chosen), limit)
+            self.stats.time_wait_batch += now - min(r.arrival for r in pending.values())
+            self._run_forwards(pending, forwards)
 
     def _accept(self) -> None:
         try:
@@ -413,7 +361,7 @@ class InferenceServer:
             self._close(peer)
 
     def _receive(self, peer: _Peer) -> Optional[bytes]:
-        """Read one message; handles the hello handshake. Returns an act/snapshot request or None."""
+        """Read one message; handles the hello handshake. Returns an act/snapshot/reset request or None."""
         try:
             msg = peer.conn.recv_bytes(64)
         except (EOFError, OSError, ValueError):
@@ -422,17 +370,17 @@ class InferenceServer:
         if peer.actor < 0:
             self._hello(peer, msg)
             return None
-        if msg not in (_ACT, _SNAPSHOT):
-            self._reply(peer, _ERROR + f"unknown request {msg[:16]!r}".encode())
+        if msg not in REQUESTS:
+            self._reply(peer, ERROR + f"unknown request {msg[:16]!r}".encode())
             return None
         return msg
 
     def _hello(self, peer: _Peer, msg: bytes) -> None:
-        if len(msg) != _HELLO.size + 1 or msg[:1] != _HELLO_TAG:
-            self._reply(peer, _ERROR + b"expected a hello message")
+        if len(msg) != HELLO.size + 1 or msg[:1] != HELLO_TAG:
+            self._reply(peer, ERROR + b"expected a hello message")
             self._close(peer)
             return
-        actor, num_envs, pid = _HELLO.unpack(msg[1:])
+        actor, num_envs, pid = HELLO.unpack(msg[1:])
         if not 0 <= actor < self.num_actors:
             err = f"actor_index must be in [0, {self.num_actors}), got {actor!r}"
         elif num_envs != self.envs_per_actor:
@@ -440,7 +388,7 @@ class InferenceServer:
         else:
             err = ""
         if err:
-            self._reply(peer, _ERROR + err.encode())
+            self._reply(peer, ERROR + err.encode())
             self._close(peer)
             return
         old = self._by_actor.get(actor)
@@ -449,7 +397,7 @@ class InferenceServer:
         peer.actor, peer.pid = actor, int(pid)
         self._by_actor[actor] = peer
         self._reset_rows(actor)
-        self._reply(peer, _OK)
+        self._reply(peer, OK)
 
     @torch.no_grad()
     def _snapshot(self, peer: _Peer) -> None:
@@ -464,49 +412,31 @@ class InferenceServer:
                 for k, v in self.state.items():
                     self.slots.snapshot[k][peer.actor].copy_(v[rows])
         self.stats.snapshots += 1
-        self._reply(peer, _OK)
+        self._reply(peer, OK)
 
-    def _plan(self, pending: Dict[int, "_Request"], actors: List[int]) -> List[List[Tuple[int, int, int]]]:
-        """Pack the actors' remaining rows into forwards of <= max_batch rows: [[(actor, lo, hi), ...], ...]."""
-        E, cap = self.envs_per_actor, self.max_batch
-        chunks, cur, n = [], [], 0
-        for a in actors:
-            lo = pending[a].done
-            while lo < E:
-                take = min(E - lo, cap - n)
-                cur.append((a, lo, lo + take))
-                n += take
-                lo += take
-                if n == cap:
-                    chunks.append(cur)
-                    cur, n = [], 0
-        if cur:
-            chunks.append(cur)
-        return chunks
-
-    def _run_batch(self, pending: Dict[int, "_Request"], actors: List[int], limit: Optional[int]) -> None:
-        """Run the first ``limit`` (None: all) forwards over ``actors``' rows; answer completed requests."""
+    def _run_forwards(self, pending: Dict[int, "_Request"], forwards: List[Forward]) -> None:
+        """Run ``forwards``; answer the requests whose last rows are done."""
         E = self.envs_per_actor
-        for chunk in self._plan(pending, actors)[:limit]:
+        for chunk in forwards:
             try:
                 self._forward(chunk)
-                reply = _OK
+                reply = OK
             except Exception as e:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("inference server: forward failed")
-                reply = _ERROR + self.last_error.encode()
+                reply = ERROR + self.last_error.encode()
             for a, _, hi in chunk:
                 req = pending.get(a)
                 if req is None:
                     continue
                 req.done = hi
-                if hi == E or reply != _OK:       # the actor's last rows are done (or failed)
+                if hi == E or reply != OK:       # the actor's last rows are done (or failed)
                     del pending[a]
                     self.stats.requests += 1
-                    self.stats.errors += reply != _OK
+                    self.stats.errors += reply != OK
                     self._reply(req.peer, reply)
 
-    def _forward(self, chunk: List[Tuple[int, int, int]]) -> None:
+    def _forward(self, chunk: Forward) -> None:
         """One forward over the env rows of ``chunk``, resident state in and out."""
         t0 = time.perf_counter()
         E = self.envs_per_actor
@@ -520,7 +450,7 @@ class InferenceServer:
                 with torch.cuda.stream(self._stream):
                     rows = sl if contiguous else idx_cpu.to(self.device)
                     inputs = {}
-                    for k in _INPUT_KEYS:
+                    for k in INPUT_KEYS:
                         buf = self._staging[k][:B]
                         if contiguous:
                             buf.copy_(self._io[k][sl])
@@ -529,16 +459,16 @@ class InferenceServer:
                         inputs[k] = buf.to(self.device, non_blocking=True).unsqueeze(0)   # [1, B, ...]
                     out = self._step(inputs, rows)
                     host = {}
-                    for k in _OUTPUT_KEYS:
+                    for k in OUTPUT_KEYS:
                         host[k] = self._staging[k][:B]
                         host[k].copy_(out[k][0], non_blocking=True)
                 self._stream.synchronize()
             else:
                 inputs = {k: (self._io[k][sl] if contiguous else self._io[k].index_select(0, idx_cpu)
-                              ).unsqueeze(0) for k in _INPUT_KEYS}                   # [1, B, ...]
+                              ).unsqueeze(0) for k in INPUT_KEYS}                   # [1, B, ...]
                 out = self._step(inputs, sl if contiguous else idx_cpu)
-                host = {k: out[k][0] for k in _OUTPUT_KEYS}
-        for k in _OUTPUT_KEYS:                                            # scatter the outputs
+                host = {k: out[k][0] for k in OUTPUT_KEYS}
+        for k in OUTPUT_KEYS:                                            # scatter the outputs
             if contiguous:
                 self._io[k][sl].copy_(host[k])
             else:
@@ -562,106 +492,3 @@ class InferenceServer:
             else:
                 self.state[k].index_copy_(0, rows, v)
         return out
-
-
-# --------------------------------------------------------------------------------------
-# the client (lives in an actor process)
-# --------------------------------------------------------------------------------------
-
-class InferenceServerError(RuntimeError):
-    """The inference server answered a request with an error."""
-
-
-class InferenceClient:
-    """The acting-policy interface of :class:`actors.policy.LocalPolicy`, served remotely.
-
-    Picklable before :meth:`connect`; the connection is made in the actor process.
-    """
-
-    def __init__(self, address: str, slots: InferenceSlots, envs_per_actor: int, reply_timeout_s: float):
-        self.address = address
-        self.slots = slots
-        self.envs_per_actor = envs_per_actor
-        self.reply_timeout_s = reply_timeout_s
-        self.conn: Optional[Connection] = None
-        self.actor_index = -1
-        self._obs_shape = tuple(slots.io["obs"].shape[2:])
-
-    def __getstate__(self):
-        d = dict(self.__dict__)
-        d["conn"] = None
-        d["actor_index"] = -1
-        return d
-
-    def connect(self, actor_index: int, num_envs: int, timeout_s: float = 30.0) -> None:
-        if num_envs != self.envs_per_actor:
-            raise ValueError(f"num_envs {num_envs} does not match the inference server's "
-                             f"envs_per_actor {self.envs_per_actor}")
-        n_actors = self.slots.io["obs"].shape[0]
-        if not 0 <= actor_index < n_actors:
-            raise ValueError(f"actor_index must be in [0, {n_actors}), got {actor_index}")
-        deadline = time.monotonic() + timeout_s
-        while True:   # the server may still be binding its socket
-            try:
-                self.conn = Client(self.address, family="AF_UNIX")
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise ConnectionError(f"no inference server at {self.address}") from None
-                time.sleep(0.05)
-        self.conn.send_bytes(_HELLO_TAG + _HELLO.pack(int(actor_index), int(num_envs), os.getpid()))
-        self._wait_reply()
-        self.actor_index = actor_index
-        io = self.slots.io
-        self._in = {k: io[k][actor_index] for k in _INPUT_KEYS}              # [E, ...] views
-        self._out = {k: io[k][actor_index] for k in _OUTPUT_KEYS}
-        self._snap = {k: v[actor_index] for k, v in self.slots.snapshot.items()}
-
-    def _wait_reply(self) -> None:
-        if not self.conn.poll(self.reply_timeout_s):
-            raise TimeoutError(f"the inference server did not answer within {self.reply_timeout_s:.0f} s")
-        msg = self.conn.recv_bytes()
-        if msg[:1] == _ERROR:
-            raise InferenceServerError(msg[1:].decode(errors="replace"))
-
-    def _call(self, request: bytes) -> None:
-        if self.conn is None:
-            raise RuntimeError("InferenceClient.connect() must be called before acting")
-        self.conn.send_bytes(request)
-        self._wait_reply()
-
-    def sync(self) -> int:
-        """The parameter version the server acts with (it always uses the learner's latest)."""
-        return int(self.slots.version[0])
-
-    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
-            ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-        if self.conn is None:
-            raise RuntimeError("InferenceClient.connect() must be called before acting")
-        obs = np.asarray(obs)
-        if obs.shape != (self.envs_per_actor,) + self._obs_shape:
-            raise ValueError(f"obs must be [{self.envs_per_actor}, {', '.join(map(str, self._obs_shape))}], "
-                             f"got {list(obs.shape)}")
-        self._in["obs"].copy_(torch.from_numpy(obs))
-        self._in["reward"].copy_(torch.from_numpy(np.asarray(reward, np.float32)))
-        self._in["done"].copy_(torch.from_numpy(np.asarray(done, bool)))
-        self._in["task"].copy_(torch.from_numpy(np.asarray(task, np.int64)))
-        self._call(_ACT)
-        return (self._out["action"].numpy().copy(), self._out["policy_logits"].clone(),
-                self._out["baseline"].clone())
-
-    def state_snapshot(self) -> Dict[str, torch.Tensor]:
-        """The resident core state of this actor's envs before the next ``act``: {name: [E, ...]}."""
-        self._call(_SNAPSHOT)
-        return {k: v.clone() for k, v in self._snap.items()}
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except OSError:
-                pass
-            self.conn = None
-
-
-__all__ = ["InferenceServer", "InferenceClient", "InferenceSlots", "InferenceServerError", "ServerStats"]
