@@ -84,7 +84,7 @@ class LocalPolicy:
             "done": torch.from_numpy(np.asarray(done, bool)).unsqueeze(0),        # [1, N]
             "task": torch.from_numpy(np.asarray(task, np.int64)).unsqueeze(0),    # [1, N]
         }
-        out, self.state = self.agent(inputs, self.state)
+        out, self.state = self.agent(inputs, self.state, actions="sample")
         return out["action"][0].numpy(), out["policy_logits"][0], out["baseline"][0]
 
     def state_snapshot(self) -> Dict[str, torch.Tensor]:

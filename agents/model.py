@@ -9,7 +9,8 @@ both built on the IMPALA agent of Espeholt et al., ICML 2018. Data flow::
     [features, clip(reward, -c, c), one_hot(task)?] --> core input [T, B, F + 1 (+ num_tasks)]
     core(input, state, reset=done) --> [T, B, core.output_size], new state
     policy head (Linear) --> logits [T, B, A];   value head (Linear) --> baseline [T, B]
-    action = sample(softmax(logits))   (argmax when greedy; uniform where the logits are not finite)
+    action = sample(softmax(logits))   (only when asked: actions="sample"; argmax with
+                                        actions="greedy"; uniform where the logits are not finite)
 
 The same call serves one-step acting (T = 1, state carried by the caller) and
 whole-unroll learning (T = unroll length, from the unroll's stored initial state);
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -232,10 +233,13 @@ class Agent(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, inputs: Dict[str, torch.Tensor], state: State,
-                greedy: bool = False, sample: bool = True) -> Tuple[Dict[str, torch.Tensor], State]:
+                actions: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], State]:
         """inputs: obs [T, B, *obs_shape], reward [T, B] (raw), done bool [T, B], task int64 [T, B]
-        (with use_task_id). Returns ({action [T, B], policy_logits [T, B, A], baseline [T, B]}, new state).
-        ``sample=False`` (the learner) picks no action: the result has no ``action`` entry."""
+        (with use_task_id). Returns ({policy_logits [T, B, A], baseline [T, B]}, new state), with
+        ``action`` [T, B] when asked: ``actions="sample"`` (the actors) or ``"greedy"`` (argmax).
+        The learner and the evaluation (which samples with its own generators) ask for none."""
+        if actions not in (None, "sample", "greedy"):
+            raise ValueError(f"actions must be None, 'sample' or 'greedy', got {actions!r}")
         x = self.core_input(inputs)                                         # [T, B, core input]
         T, B = x.shape[:2]
         done = inputs["done"]
@@ -244,9 +248,9 @@ class Agent(nn.Module):
         core_out, new_state = self.core(x, state, done.to(torch.bool))      # [T, B, core.output_size]
         logits = self.policy(core_out)                                      # [T, B, A]
         baseline = self.baseline(core_out).squeeze(-1)                      # [T, B]
-        if not sample:
+        if actions is None:
             return {"policy_logits": logits, "baseline": baseline}, new_state
-        if greedy:
+        if actions == "greedy":
             action = logits.argmax(dim=-1)                                  # [T, B]
         else:
             probs = F.softmax(logits.detach().reshape(T * B, -1).float(), dim=-1)   # [T*B, A]

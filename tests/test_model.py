@@ -132,7 +132,7 @@ def test_agent_output_shapes_and_heads(env):
     agent = small_agent(spec, A)
     T, B = 3, 2
     inputs = unroll_inputs(spec, T, B)
-    out, state = agent(inputs, agent.initial_state(B))
+    out, state = agent(inputs, agent.initial_state(B), actions="sample")
     assert out["action"].shape == (T, B) and out["action"].dtype == torch.int64
     assert out["policy_logits"].shape == (T, B, A) and out["baseline"].shape == (T, B)
     assert ((0 <= out["action"]) & (out["action"] < A)).all()
@@ -152,7 +152,7 @@ def test_agent_output_shapes_and_heads(env):
 def test_greedy_is_argmax(env):
     spec, A = SPECS[env]
     agent = small_agent(spec, A)
-    out, _ = agent(unroll_inputs(spec, 2, 3), agent.initial_state(3), greedy=True)
+    out, _ = agent(unroll_inputs(spec, 2, 3), agent.initial_state(3), actions="greedy")
     assert torch.equal(out["action"], out["policy_logits"].argmax(-1))
 
 
@@ -165,7 +165,7 @@ def test_sampled_actions_follow_softmax_of_logits():
     torch.manual_seed(0)
     n = 20_000
     out, _ = agent({"obs": torch.randn(1, n, 8), "reward": torch.zeros(1, n),
-                    "done": torch.ones(1, n, dtype=torch.bool)}, {})
+                    "done": torch.ones(1, n, dtype=torch.bool)}, {}, actions="sample")
     freq = torch.bincount(out["action"].flatten(), minlength=4).to(F64) / n
     # 5 standard errors of a proportion at n = 20000 is at most 0.018.
     torch.testing.assert_close(freq, p, rtol=0, atol=0.018)
@@ -180,10 +180,10 @@ def test_one_step_calls_equal_whole_unroll(env, core):
     inputs = unroll_inputs(spec, T, B, seed=3)
     inputs["done"][0, 1] = inputs["done"][2, 0] = True
     state0 = agent.initial_state(B)
-    whole, state_whole = agent(inputs, state0, greedy=True)
+    whole, state_whole = agent(inputs, state0, actions="greedy")
     state, steps = state0, []
     for t in range(T):
-        out, state = agent({k: v[t:t + 1] for k, v in inputs.items()}, state, greedy=True)
+        out, state = agent({k: v[t:t + 1] for k, v in inputs.items()}, state, actions="greedy")
         steps.append(out)
     for key in ("policy_logits", "baseline", "action"):
         torch.testing.assert_close(torch.cat([s[key] for s in steps]), whole[key], rtol=1e-9, atol=1e-9)
@@ -220,7 +220,7 @@ def test_reward_is_clipped_before_the_core():
     big = dict(inputs, reward=torch.full((3, 2), 7.0))
     one = dict(inputs, reward=torch.full((3, 2), 1.0))
     half = dict(inputs, reward=torch.full((3, 2), 0.5))
-    run = lambda i: agent(i, agent.initial_state(2), greedy=True)[0]["policy_logits"]  # noqa: E731
+    run = lambda i: agent(i, agent.initial_state(2))[0]["policy_logits"]  # noqa: E731
     torch.testing.assert_close(run(big), run(one), rtol=0, atol=0)
     assert not torch.allclose(run(half), run(one))
     raw = small_agent(VECTOR, 4, reward_clip=0.0)

@@ -631,7 +631,7 @@ def test_actor_with_non_finite_weights_acts_uniformly_instead_of_crashing():
     with torch.no_grad():
         l.agent.policy.weight.fill_(float("nan"))
     b, st = _with_state(l, _batches(1)[0])
-    out, _ = l.agent({k: b[k][:1] for k in ("obs", "reward", "done", "task")}, st)
+    out, _ = l.agent({k: b[k][:1] for k in ("obs", "reward", "done", "task")}, st, actions="sample")
     assert out["action"].shape == (1, 4) and ((out["action"] >= 0) & (out["action"] < 3)).all()
 
 

@@ -485,7 +485,7 @@ class InferenceServer:
         else:
             state = {k: v.index_select(0, rows) for k, v in self.state.items()}    # [B, ...]
         with torch.inference_mode():
-            out, new_state = self.agent(inputs, state)
+            out, new_state = self.agent(inputs, state, actions="sample")
         for k, v in new_state.items():
             if isinstance(rows, slice):
                 self.state[k][rows].copy_(v)

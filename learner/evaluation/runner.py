@@ -148,7 +148,7 @@ class EpisodeRunner:
                     "task": torch.tensor([[sl.job.task_id for sl in slots]], dtype=torch.int64),  # [1, N]
                 }
                 inputs = {k: v.to(self.device) for k, v in inputs.items()}
-                out, state = self.agent(inputs, state, greedy=True)
+                out, state = self.agent(inputs, state)
                 actions = self._actions(out["policy_logits"][0], slots)             # [N]
                 keep = []
                 for i, sl in enumerate(slots):
