@@ -38,9 +38,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--envs", type=int, default=8, help="envs stepped together")
     p.add_argument("--init", action="store_true", help="inspect the initial weights instead")
     a = p.parse_args(argv)
-    from agents.model import ModelConfig, build_agent
+    from agents.model import build_agent
     from envs import EnvConfig, describe_env, make_vec_env
-    from learner.checkpoint import CheckpointError, load_latest
+    from learner.checkpoint import CheckpointError, load_latest, model_config_from_dict, section_from_dict
     from launch.train import seed_everything
 
     run_dir = Path(a.run_dir)
@@ -53,12 +53,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {run_dir} has no loadable checkpoint", file=sys.stderr)
         return 2
     cfg = payload["config"]
-    env_cfg = EnvConfig(**cfg["env"])
+    env_cfg = section_from_dict(EnvConfig, cfg["env"])
     obs_spec, num_actions, tasks = describe_env(env_cfg)
     seed_everything(env_cfg.seed)
-    model_cfg = dict(cfg["model"])
-    model_cfg.setdefault("encoder_init", "torch")     # runs from before --encoder-init had PyTorch's init
-    agent = build_agent(ModelConfig(**model_cfg), obs_spec, num_actions, len(tasks))
+    agent = build_agent(model_config_from_dict(cfg["model"]), obs_spec, num_actions, len(tasks))
     init = {k: v.clone() for k, v in agent.state_dict().items()}
     learner = payload["learner"]
     if not a.init:

@@ -259,10 +259,13 @@ def model_config_from_dict(data):
     """The ``model`` section as an :class:`agents.model.ModelConfig`.
 
     A model config saved before the ``srwm_*`` options existed describes the IDSIA RL
-    SRWM layer, so it gets those options' IDSIA RL values, not today's defaults."""
+    SRWM layer, so it gets those options' IDSIA RL values, not today's defaults; one saved
+    before ``encoder_init`` existed was initialised with PyTorch's defaults (``torch``)."""
     from agents.model import ModelConfig
     model = dict(data or {})
     if model and "srwm_input_norm" not in model:
         from agents.cores.srwm import SRWM_PAPER_OPTIONS
         model = {**SRWM_PAPER_OPTIONS, **model}
+    if model and "encoder_init" not in model:
+        model["encoder_init"] = "torch"
     return section_from_dict(ModelConfig, model)

@@ -269,6 +269,13 @@ def test_old_configs_get_the_idsia_rl_srwm_layer():
     assert config_from_dict({"model": {"core": "srwm", "srwm_input_norm": "layernorm"}}).model.srwm_qk_init_scale == 4.0
 
 
+def test_old_configs_get_pytorch_default_encoder_init():
+    """Runs saved before --encoder-init existed were initialised with PyTorch's defaults."""
+    from launch.config import config_from_dict
+    assert config_from_dict({"model": {"core": "ff"}}).model.encoder_init == "torch"
+    assert config_from_dict({"model": {"core": "ff", "encoder_init": "standard"}}).model.encoder_init == "standard"
+
+
 @pytest.mark.parametrize("core, extra", [("srwm_paper", 0), ("srwm", 2 * 2 * 128)])
 def test_paper_srwm_agent_parameter_count(core, extra):
     """IMPALA encoder + SRWM core (2 layers, 128 = 8 x 16, d_ff 512) + heads, 15 actions;
