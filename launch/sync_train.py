@@ -100,11 +100,22 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     opts = {}
     for item in args.set:
+        if "=" not in item:
+            p.error(f"--set expects OPTION=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         try:
             opts[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             opts[k] = v
+    if args.steps < 1 or args.unroll < 1:
+        p.error(f"--steps and --unroll must be >= 1, got {args.steps} and {args.unroll}")
+    from agents.model import ModelConfig, validate_model_config
+    from envs import EnvConfig, validate_env_config
+    try:                                 # bad names and options: one line before any training
+        validate_model_config(ModelConfig(core=args.core, **opts))
+        validate_env_config(EnvConfig(env=args.env))
+    except (TypeError, ValueError) as e:
+        p.error(str(e))
     results, hists, t0 = [], [], time.time()
     for seed in args.seeds:
         hist: List[Dict[str, float]] = []
