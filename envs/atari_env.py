@@ -198,8 +198,6 @@ class AtariFamily(EnvFamily):
             raise ValueError(f"noop_max={cfg.noop_max} is negative")
         if cfg.max_episode_frames < 4:
             raise ValueError(f"max_episode_frames={cfg.max_episode_frames} is below one agent step (4 frames)")
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to atari")
         if len(tasks) > 1 and not cfg.full_action_space:
             sets = {t: minimal_action_set(rom_id_of(t)) for t in tasks}
             if len(set(sets.values())) > 1:

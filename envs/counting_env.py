@@ -99,10 +99,6 @@ class CountingFamily(EnvFamily):
     def parse_tasks(self, items: Sequence[str]) -> List[str]:
         return [f"counting:{parse_counting_arg(items)}"]
 
-    def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to counting")
-
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
         return COUNTING_OBS, COUNTING_NUM_ACTIONS
 

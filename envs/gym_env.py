@@ -222,8 +222,6 @@ class GymFamily(EnvFamily):
         return tasks
 
     def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to gym")
         check_task_spaces(tasks, tasks)
 
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:

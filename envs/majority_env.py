@@ -139,10 +139,6 @@ class MajorityFamily(EnvFamily):
     def parse_tasks(self, items: Sequence[str]) -> List[str]:
         return [majority_task_name(*parse_majority_arg(items))]
 
-    def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to majority")
-
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
         _, k = _from_name(tasks[0])
         return ObsSpec(shape=(k + 1,), dtype="float32"), k

@@ -42,7 +42,7 @@ def validate_env_config(cfg: EnvConfig) -> None:
     """Raise ValueError with a one-line message naming the bad value; starts nothing."""
     _validate_common(cfg)
     family, tasks = _resolve(cfg)
-    family.validate(cfg, tasks)
+    family.check(cfg, tasks)
 
 
 def describe_env(cfg: EnvConfig) -> Tuple[ObsSpec, int, List[str]]:

@@ -121,10 +121,6 @@ class MemoryFamily(EnvFamily):
     def parse_tasks(self, items: Sequence[str]) -> List[str]:
         return [memory_task_name(*parse_memory_arg(items))]
 
-    def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to memory")
-
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
         _, cues = _from_name(tasks[0])
         return ObsSpec(shape=(cues + 1,), dtype="float32"), cues

@@ -187,10 +187,6 @@ class PixelFamily(EnvFamily):
     def parse_tasks(self, items: Sequence[str]) -> List[str]:
         return [pixel_task_name(*parse_pixel_arg(items))]
 
-    def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to pixel")
-
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
         return obs_spec_for(_from_name(tasks[0])[1]), NUM_TARGETS
 

@@ -83,8 +83,6 @@ class PopgymFamily(EnvFamily):
         return tasks
 
     def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        if cfg.split:
-            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to popgym")
         check_task_spaces(tasks, [popgym_make_id(t) for t in tasks])
 
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:

@@ -173,6 +173,8 @@ class ProcgenVecEnv(VecEnv):
 class ProcgenFamily(EnvFamily):
     """``procgen:GAME[,GAME...]``: the 16 ProcGen games, 15 actions, [3, 64, 64] uint8."""
 
+    has_level_splits = True
+
     def parse_tasks(self, items: Sequence[str]) -> List[str]:
         if not items:
             raise ValueError(f"procgen spec names no game; valid games: {', '.join(PROCGEN_GAMES)}")

@@ -63,14 +63,23 @@ class EnvFamily:
     """Interface of an env family; subclasses override every method."""
 
     name: str = ""
+    #: whether ``cfg.split`` (ProcGen's level splits) means something to this family
+    has_level_splits: bool = False
 
     def parse_tasks(self, items: Sequence[str]) -> List[str]:
         """Spec items after ``family:`` -> canonical task names; ValueError on unknown names."""
         raise NotImplementedError
 
+    def check(self, cfg: EnvConfig, tasks: List[str]) -> None:
+        """The checks every family gets (a level split only where the family has them), then
+        :meth:`validate`."""
+        if cfg.split and not self.has_level_splits:
+            raise ValueError(f"split {cfg.split!r} applies to procgen only, not to {self.name}")
+        self.validate(cfg, tasks)
+
     def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
-        """Raise ValueError (one line, naming the bad value) for options this family refuses."""
-        raise NotImplementedError
+        """Raise ValueError (one line, naming the bad value) for options this family refuses
+        (default: none beyond :meth:`check`'s)."""
 
     def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
         """(observation spec, number of actions), without stepping anything."""

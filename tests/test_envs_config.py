@@ -149,6 +149,18 @@ def test_bad_level_ranges_refused():
              num_levels=0)
 
 
+@pytest.mark.parametrize("env, family", [
+    ("atari:Pong", "atari"), ("counting", "counting"), ("gym:CartPole-v1", "gym"), ("majority", "majority"),
+    ("memory", "memory"), ("pixel:see", "pixel"), ("popgym:RepeatPreviousEasy", "popgym")])
+def test_a_level_split_is_refused_by_every_family_without_levels(env, family):
+    _refused(f"split 'test1' applies to procgen only, not to {family}$", env=env, split="test1")
+    validate_env_config(EnvConfig(env=env))
+
+
+def test_procgen_accepts_a_level_split():
+    validate_env_config(EnvConfig(env="procgen:starpilot", split="test1"))
+
+
 def test_atari_options_refused():
     _refused("sticky_action_prob=1.5 is outside", env="atari:Pong", sticky_action_prob=1.5)
     _refused("noop_max=-1 is negative", env="atari:Pong", noop_max=-1)
