@@ -62,6 +62,13 @@ class VecEnv:
         """The action layout: one entry per action component, its number of choices."""
         return (int(self.num_actions),)
 
+    def random_actions(self, rng: np.random.Generator) -> np.ndarray:
+        """Uniformly random actions of every env: int64 [N], or [N, K] for a layout of K > 1."""
+        dims = self.action_dims
+        if len(dims) == 1:
+            return rng.integers(0, dims[0], self.num_envs)
+        return rng.integers(0, dims, (self.num_envs, len(dims)))
+
     def reset(self) -> np.ndarray:
         """Reset every env; returns obs [N, *obs_spec.shape]. ``done`` is implicitly all true."""
         raise NotImplementedError

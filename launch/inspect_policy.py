@@ -72,9 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rng = np.random.default_rng(0)
     frames = []
     for t in range(a.steps):
-        acts = rng.integers(0, dims[0], a.envs) if len(dims) == 1 \
-            else rng.integers(0, dims, (a.envs, len(dims)))                  # [N] or [N, K]
-        obs, _, _, _ = env.step(acts)
+        obs, _, _, _ = env.step(env.random_actions(rng))                  # [N] or [N, K]
         if t % 10 == 0:
             frames.append(torch.from_numpy(np.asarray(obs)))
     env.close()

@@ -381,6 +381,9 @@ def test_train_two_local_actors_then_evaluate(tmp_path):
     with pytest.raises(EvaluationInputError, match=r"has the action layout \(5,\) but the checkpoint's agent "
                                                    r"has \(3, 2\)"):
         resolve_tasks(f"gym:{ENV_MODULE}:FwrlMultiMatchFlat-v0", loaded)
+    # launch.inspect_policy plays random actions of the layout and reports the summed entropy
+    from launch.inspect_policy import main as inspect_main
+    assert inspect_main([str(run), "--steps", "20", "--envs", "2"]) == 0
 
 
 @pytest.mark.slow
@@ -405,3 +408,16 @@ def test_ray_and_inference_server_paths_train(tmp_path, transport):
     summary = trainer.run()
     assert summary["status"] == "finished" and summary["steps"] >= 300, summary
     assert summary["actor_restarts"] == 0, summary
+
+
+def test_bench_command_on_a_multidiscrete_env(tmp_path):
+    """``python -m launch.bench`` env and learner phases: random actions and synthetic
+    batches of the layout."""
+    import json
+    from launch.bench import main as bench_main
+    out = tmp_path / "bench.json"
+    rc = bench_main(["--env", MATCH, "--cores", "ff", "--phases", "env", "learner", "--seconds", "0.3",
+                     "--warmup", "0.1", "--hidden-size", "16", "--feature-size", "16", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["env"]["env_sps"] > 0 and res["runs"][0]["learner"]["learner_updates"] >= 2

@@ -110,11 +110,10 @@ def resolve_tasks(env_spec: str, loaded: "LoadedPolicy") -> Tuple[List[EvalTask]
             raise EvaluationInputError(
                 f"{single} gives observations {list(obs_spec.shape)} {obs_spec.dtype} but the checkpoint's "
                 f"agent takes {list(loaded.obs_spec.shape)} {loaded.obs_spec.dtype}")
-        if len(loaded.action_dims) == 1 and desc.action_dims == (num_actions,) \
-                and num_actions != loaded.num_actions:
-            raise EvaluationInputError(f"{single} has {num_actions} actions but the checkpoint's agent has "
-                                       f"{loaded.num_actions}")
         if tuple(desc.action_dims) != tuple(loaded.action_dims):
+            if len(desc.action_dims) == len(loaded.action_dims) == 1:
+                raise EvaluationInputError(f"{single} has {num_actions} actions but the checkpoint's agent "
+                                           f"has {loaded.num_actions}")
             raise EvaluationInputError(f"{single} has the action layout {tuple(desc.action_dims)} but the "
                                        f"checkpoint's agent has {tuple(loaded.action_dims)}")
         if name in loaded.task_names:
