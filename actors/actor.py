@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -150,6 +150,7 @@ class ActorSpec:
     num_actions: int
     num_tasks: int
     free_groups: List[int] = field(default_factory=list)
+    action_dims: Optional[Tuple[int, ...]] = None   # the action layout; None: one head over num_actions
 
 
 def build_actor_env(spec: ActorSpec):
@@ -182,7 +183,7 @@ def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, infere
             from agents.model import build_agent
             from envs.base import ObsSpec
             agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
-                                spec.num_actions, spec.num_tasks)
+                                spec.num_actions, spec.num_tasks, spec.action_dims)
             policy = LocalPolicy(agent, env.num_envs, shared_params)
         version = policy.sync()
         crash_at = cfg.run.debug_crash_at_step if (idx == 0 and spec.incarnation == 0) else 0

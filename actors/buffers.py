@@ -9,7 +9,8 @@ time-major batch ``[T+1, B, ...]``.
 Entry ``t`` of a row holds ``obs_t``, ``reward_t`` (received on arriving at
 ``obs_t``), ``done_t`` (``obs_t`` starts a new episode), ``task_t`` and the behaviour
 policy's outputs computed on ``obs_t``: ``action_t``, ``policy_logits_t``,
-``baseline_t``. Entry 0 of unroll k+1 is entry T of unroll k (torchbeast).
+``baseline_t``. Entry 0 of unroll k+1 is entry T of unroll k (torchbeast). ``action`` is
+``[R, T+1]`` for one action component and ``[R, T+1, K]`` for a MultiDiscrete layout of K.
 ``initial_core_state`` holds, per row, the core state right before entry 0: one
 state per unroll, never one per step (docs/design.md#data-conventions).
 """
@@ -17,11 +18,12 @@ state per unroll, never one per step (docs/design.md#data-conventions).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
+from agents.action_dist import action_shape, as_action_dims, num_logits
 from agents.core import StateSpec
 
 _NP_TO_TORCH = {"uint8": torch.uint8, "float32": torch.float32, "float64": torch.float32,
@@ -35,14 +37,20 @@ def torch_dtype(np_dtype: str) -> torch.dtype:
         raise ValueError(f"unsupported observation dtype {np_dtype!r}") from None
 
 
-def rollout_specs(obs_shape: Tuple[int, ...], obs_dtype: str, num_actions: int) -> Dict[str, Tuple[tuple, torch.dtype]]:
-    """Per-entry shape and dtype of every rollout key."""
+def rollout_specs(obs_shape: Tuple[int, ...], obs_dtype: str, num_actions: int,
+                  action_dims: Optional[Tuple[int, ...]] = None) -> Dict[str, Tuple[tuple, torch.dtype]]:
+    """Per-entry shape and dtype of every rollout key. ``action_dims``: the action layout
+    (:mod:`agents.action_dist`; None: one head over ``num_actions``): an action is ``()``
+    for one component, ``(K,)`` for K > 1."""
+    dims = (num_actions,) if action_dims is None else as_action_dims(action_dims)
+    if num_logits(dims) != num_actions:
+        raise ValueError(f"the action layout {dims} has {num_logits(dims)} logits, not num_actions = {num_actions}")
     return {
         "obs": (tuple(obs_shape), torch_dtype(obs_dtype)),
         "reward": ((), torch.float32),
         "done": ((), torch.bool),
         "task": ((), torch.int64),
-        "action": ((), torch.int64),
+        "action": (action_shape(dims), torch.int64),
         "policy_logits": ((num_actions,), torch.float32),
         "baseline": ((), torch.float32),
     }
@@ -75,14 +83,17 @@ class BufferLayout:
 
 
 class RolloutBuffers:
-    """The shared tensors; picklable to spawned processes (torch shares the storage)."""
+    """The shared tensors; picklable to spawned processes (torch shares the storage).
+    ``action_dims``: the action layout (None: one head over ``num_actions``)."""
 
     def __init__(self, layout: BufferLayout, obs_shape, obs_dtype: str, num_actions: int,
-                 state_spec: StateSpec, *, share_memory: bool = True):
+                 state_spec: StateSpec, *, share_memory: bool = True,
+                 action_dims: Optional[Tuple[int, ...]] = None):
         self.layout = layout
+        self.action_dims = (num_actions,) if action_dims is None else as_action_dims(action_dims)
         R, T1 = layout.num_rows, layout.unroll_length + 1
         self.data: Dict[str, torch.Tensor] = {}
-        for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions).items():
+        for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions, self.action_dims).items():
             t = torch.zeros(R, T1, *shape, dtype=dtype)
             self.data[key] = t.share_memory_() if share_memory else t
         self.initial_core_state = state_spec.allocate(R, share_memory=share_memory)

@@ -26,7 +26,8 @@ class ActingPolicy(Protocol):
     * ``carries_state``: False for cores whose state is reset at every unroll start
       (``srwm_no_carry``); the actor then calls ``reset_state()`` before each unroll.
     * ``act(obs, reward, done, task) -> (action [N], policy_logits [N, A], baseline [N])``
-      first resets the state of rows with ``done``, then advances it one step.
+      (action [N, K] for a MultiDiscrete layout of K components) first resets the state
+      of rows with ``done``, then advances it one step.
     * ``state_snapshot() -> {name: [N, ...]}``: the core state *before* the next ``act``
       (a copy the caller owns).
     * ``reset_state()``: every row back to the episode-start state.

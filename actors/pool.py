@@ -88,7 +88,7 @@ class LocalActorPool:
         free = [g for g in groups if g not in self.held]
         obs_shape, obs_dtype, num_actions, num_tasks = self.obs
         spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
-                         num_actions, num_tasks, free)
+                         num_actions, num_tasks, free, action_dims=self.buffers.action_dims)
         client = self.inference_server.client() if self.inference_server is not None else None
         self.heartbeats[slot.index] = time.time()
         p = self.ctx.Process(target=actor_main, name=f"actor-{slot.index}",

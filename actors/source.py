@@ -107,7 +107,8 @@ class LocalRolloutSource(Reports):
         super().__init__()
         a = config.actor
         self.layout = BufferLayout(a.num_actors, a.num_buffers, a.envs_per_actor, a.unroll_length)
-        self.buffers = RolloutBuffers(self.layout, obs_shape, obs_dtype, num_actions, agent.state_spec())
+        self.buffers = RolloutBuffers(self.layout, obs_shape, obs_dtype, num_actions, agent.state_spec(),
+                                      action_dims=agent.action_dims)
         self.inference_server = inference_server
         self.params: Optional[SharedParams] = None
         self._version = 1                  # like SharedParams: the initial parameters are version 1

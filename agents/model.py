@@ -12,6 +12,11 @@ both built on the IMPALA agent of Espeholt et al., ICML 2018. Data flow::
     action = sample(softmax(logits))   (only when asked: actions="sample"; argmax with
                                         actions="greedy"; uniform where the logits are not finite)
 
+The action layout ``action_dims`` (:mod:`agents.action_dist`) is ``(A,)`` for a Discrete
+action space, one categorical over the A logits and an action [T, B]; for a
+MultiDiscrete space ``(n_1, ..., n_K)``, A = sum n_k logits cut into one categorical
+per component, sampled independently, and an action [T, B, K].
+
 The same call serves one-step acting (T = 1, state carried by the caller) and
 whole-unroll learning (T = unroll length, from the unroll's stored initial state);
 ``done[t]`` resets the core state before step t. The state passed in is never
@@ -28,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents import action_dist
 from agents.core import State, StateSpec, core_option_names, list_cores, make_core
 from agents.cores.srwm import SRWM_PAPER_OPTIONS
 from agents.encoders import ENCODER_INITS, ENCODERS, choose_encoder, make_encoder
@@ -149,13 +155,21 @@ class Agent(nn.Module):
     """obs -> encoder -> [features, clipped reward, (one-hot task)] -> core -> policy logits, baseline."""
 
     def __init__(self, cfg: ModelConfig, obs_shape: tuple, obs_dtype: str, num_actions: int,
-                 num_tasks: int = 1):
+                 num_tasks: int = 1, action_dims: Optional[Tuple[int, ...]] = None):
+        """``num_actions``: the width of the logits; ``action_dims``: the action layout
+        (:mod:`agents.action_dist`), components summing to ``num_actions``; None is one
+        categorical head ``(num_actions,)``."""
         super().__init__()
         validate_model_config(cfg)
         if not isinstance(num_actions, int) or num_actions < 1:
             raise ValueError(f"num_actions must be a positive integer, got {num_actions!r}")
         if not isinstance(num_tasks, int) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+        dims = (num_actions,) if action_dims is None else action_dist.as_action_dims(action_dims)
+        if action_dist.num_logits(dims) != num_actions:
+            raise ValueError(f"the action layout {dims} has {action_dist.num_logits(dims)} logits, "
+                             f"not num_actions = {num_actions}")
+        self.action_dims = dims
         self.cfg = dataclasses.replace(cfg)
         self.obs_shape = tuple(int(s) for s in obs_shape)
         self.obs_dtype = str(obs_dtype).replace("torch.", "")
@@ -194,11 +208,16 @@ class Agent(nn.Module):
             # options existed (the IDSIA RL layer) keep matching
             if name not in accepted or arch.get(name) == paper:
                 arch.pop(name, None)
-        return {**arch,
+        arch = {**arch,
                 "encoder_kind": self.encoder_name,
                 "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype,
                 "num_actions": self.num_actions, "num_tasks": self.num_tasks,
                 "state_spec": self.state_spec().to_plain()}
+        if len(self.action_dims) > 1:
+            # only a factored policy lists its layout: a checkpoint without the key is one
+            # categorical head over num_actions (every checkpoint written before layouts)
+            arch["action_dims"] = list(self.action_dims)
+        return arch
 
     def core_input(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         """[features, clipped reward, (one-hot task)]: [T, B, core input size]."""
@@ -236,7 +255,8 @@ class Agent(nn.Module):
                 actions: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], State]:
         """inputs: obs [T, B, *obs_shape], reward [T, B] (raw), done bool [T, B], task int64 [T, B]
         (with use_task_id). Returns ({policy_logits [T, B, A], baseline [T, B]}, new state), with
-        ``action`` [T, B] when asked: ``actions="sample"`` (the actors) or ``"greedy"`` (argmax).
+        ``action`` [T, B] ([T, B, K] for a layout of K > 1 components) when asked:
+        ``actions="sample"`` (the actors) or ``"greedy"`` (argmax of each component).
         The learner and the evaluation (which samples with its own generators) ask for none."""
         if actions not in (None, "sample", "greedy"):
             raise ValueError(f"actions must be None, 'sample' or 'greedy', got {actions!r}")
@@ -251,21 +271,20 @@ class Agent(nn.Module):
         if actions is None:
             return {"policy_logits": logits, "baseline": baseline}, new_state
         if actions == "greedy":
-            action = logits.argmax(dim=-1)                                  # [T, B]
+            action = action_dist.greedy(logits, self.action_dims)          # [T, B] (or [T, B, K])
         else:
-            probs = F.softmax(logits.detach().reshape(T * B, -1).float(), dim=-1)   # [T*B, A]
             # a policy whose weights went non-finite acts uniformly instead of crashing the
             # actor; the learner sees the non-finite logits and stops the run (max_nonfinite_in_row)
-            bad = ~torch.isfinite(probs).all(dim=-1, keepdim=True)              # [T*B, 1]
-            probs = torch.where(bad, torch.full_like(probs, 1.0 / probs.shape[-1]), probs)
-            action = torch.multinomial(probs, 1).view(T, B)                 # [T, B]
+            action = action_dist.sample(logits.detach().float(), self.action_dims)   # [T, B] (or [T, B, K])
         return {"action": action, "policy_logits": logits, "baseline": baseline}, new_state
 
 
-def build_agent(cfg: ModelConfig, obs_spec, num_actions: int, num_tasks: int = 1) -> Agent:
-    """Build the :class:`Agent` for an env's ``ObsSpec`` (envs.base)."""
+def build_agent(cfg: ModelConfig, obs_spec, num_actions: int, num_tasks: int = 1,
+                action_dims: Optional[Tuple[int, ...]] = None) -> Agent:
+    """Build the :class:`Agent` for an env's ``ObsSpec`` (envs.base) and action layout
+    (``describe_env(cfg).action_dims``; None: one categorical head over ``num_actions``)."""
     validate_model_config(cfg)
-    return Agent(cfg, tuple(obs_spec.shape), obs_spec.dtype, num_actions, num_tasks)
+    return Agent(cfg, tuple(obs_spec.shape), obs_spec.dtype, num_actions, num_tasks, action_dims)
 
 
 __all__ = ["ModelConfig", "Agent", "build_agent", "validate_model_config", "core_options"]

@@ -41,9 +41,14 @@ class VecEnv:
     Attributes set by subclasses:
       num_envs:     N
       obs_spec:     ObsSpec (ProcGen [3, 64, 64] uint8; Atari [4, 84, 84] uint8; vectors float32)
-      num_actions:  size of the Discrete action space
+      num_actions:  size of the Discrete action space (for a MultiDiscrete one: the sum of
+                    the component sizes, the width of the policy's logits)
       task_names:   names of the tasks in this env's task set (global task-set order)
       task_ids:     int64 [N], task id of every slot
+
+    ``action_dims`` is the action layout: ``(num_actions,)`` for a Discrete space (every
+    family but ``gym``/``popgym`` with a MultiDiscrete space, which override it with
+    ``tuple(nvec)``); docs/design.md#data-conventions.
     """
 
     num_envs: int
@@ -52,12 +57,25 @@ class VecEnv:
     task_names: List[str]
     task_ids: np.ndarray
 
+    @property
+    def action_dims(self) -> Tuple[int, ...]:
+        """The action layout: one entry per action component, its number of choices."""
+        return (int(self.num_actions),)
+
+    def random_actions(self, rng: np.random.Generator) -> np.ndarray:
+        """Uniformly random actions of every env: int64 [N], or [N, K] for a layout of K > 1."""
+        dims = self.action_dims
+        if len(dims) == 1:
+            return rng.integers(0, dims[0], self.num_envs)
+        return rng.integers(0, dims, (self.num_envs, len(dims)))
+
     def reset(self) -> np.ndarray:
         """Reset every env; returns obs [N, *obs_spec.shape]. ``done`` is implicitly all true."""
         raise NotImplementedError
 
     def step(self, actions: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[EpisodeInfo]]:
-        """actions int [N] -> (obs [N, ...], reward float32 [N], done bool [N], finished episodes)."""
+        """actions int [N] ([N, K] for a layout of K > 1 components) -> (obs [N, ...],
+        reward float32 [N], done bool [N], finished episodes)."""
         raise NotImplementedError
 
     def close(self) -> None:

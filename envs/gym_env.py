@@ -9,7 +9,7 @@ that register several families can also be imported with ``--env-import MODULE``
 A comma list (``gym:popgym:popgym-RepeatFirstEasy-v0,popgym:popgym-RepeatPreviousEasy-v0``)
 is a multi-task set like ``procgen:`` and ``atari:``: slots take tasks round-robin, every
 task keeps its own episode statistics and the agent can read the one-hot task id. The
-ids must have equal observation and action spaces.
+ids must have equal observation and action spaces (so one action layout).
 
 Observations become float32 vectors (or keep their shape for a top-level ``Box``):
 
@@ -19,7 +19,14 @@ Observations become float32 vectors (or keep their shape for a top-level ``Box``
 * ``Tuple`` / ``Dict`` of the above: their flat parts concatenated (``Dict`` in
   gymnasium's key order).
 
-Actions: ``Discrete``. Any other space is refused in one line naming it.
+Actions (the action layout, docs/design.md#data-conventions):
+
+* ``Discrete(n)``: layout ``(n,)``, one categorical head; the action of an env is an int;
+* ``MultiDiscrete(nvec)``: layout ``tuple(nvec)`` (a multi-dimensional ``nvec`` flattened in C
+  order), one categorical head per component; the actions of the N envs are an int array
+  [N, K], each env's ``step`` gets its row reshaped to ``nvec.shape`` (plus ``start``).
+
+Any other space is refused in one line naming it.
 
 Vectorised with gymnasium's ``SyncVectorEnv`` in ``AutoresetMode.SAME_STEP``: when an
 episode ends (terminated or truncated) the env is reset within the same step, the
@@ -35,14 +42,14 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from envs.base import ObsSpec, VecEnv
-from envs.checks import check_actions
+from envs.checks import check_actions, check_multi_actions
 from envs.config import EnvConfig
 from envs.episodes import EpisodeTracker
 from envs.imports import import_module
 from envs.registry import EnvBuild, EnvFamily, register_env_family
 
 SUPPORTED_OBS = "Box, Discrete, MultiDiscrete and Tuple/Dict of those"
-SUPPORTED_ACTIONS = "Discrete"
+SUPPORTED_ACTIONS = "Discrete and MultiDiscrete"
 
 
 def split_gym_item(item: str) -> Tuple[str, str]:
@@ -125,19 +132,28 @@ def obs_layout(obs_space, label: str) -> Tuple[ObsSpec, Converter]:
     return ObsSpec(shape=(size,), dtype="float32"), conv
 
 
+def action_layout(act_space, label: str) -> Tuple[int, ...]:
+    """The action layout of a supported action space: ``(n,)`` for ``Discrete(n)``,
+    ``tuple(nvec)`` (flattened) for ``MultiDiscrete(nvec)``; ValueError naming the space otherwise."""
+    from gymnasium.spaces import Discrete, MultiDiscrete
+    if isinstance(act_space, Discrete):
+        return (int(act_space.n),)
+    if isinstance(act_space, MultiDiscrete) and act_space.nvec.size > 0:
+        return tuple(int(n) for n in np.asarray(act_space.nvec).reshape(-1))
+    raise ValueError(f"gymnasium env {label!r} has action space {act_space}; "
+                     f"supported: {SUPPORTED_ACTIONS}")
+
+
 def num_actions_of(act_space, label: str) -> int:
-    from gymnasium.spaces import Discrete
-    if not isinstance(act_space, Discrete):
-        raise ValueError(f"gymnasium env {label!r} has action space {act_space}; "
-                         f"supported: {SUPPORTED_ACTIONS}")
-    return int(act_space.n)
+    """The width of the policy's logits for ``act_space``: the sum of its action layout."""
+    return sum(action_layout(act_space, label))
 
 
-def check_task_spaces(labels: Sequence[str], make_ids: Sequence[str]) -> Tuple[ObsSpec, int]:
-    """Spaces of every task: supported and equal across the set; (ObsSpec, num_actions)."""
+def check_task_spaces(labels: Sequence[str], make_ids: Sequence[str]) -> Tuple[ObsSpec, Tuple[int, ...]]:
+    """Spaces of every task: supported and equal across the set; (ObsSpec, action layout)."""
     first_obs, first_act = gym_spaces(make_ids[0], labels[0])
     spec, _ = obs_layout(first_obs, labels[0])
-    num_actions = num_actions_of(first_act, labels[0])
+    dims = action_layout(first_act, labels[0])
     for label, make_id in zip(labels[1:], make_ids[1:]):
         obs_space, act_space = gym_spaces(make_id, label)
         if obs_space != first_obs:
@@ -146,7 +162,7 @@ def check_task_spaces(labels: Sequence[str], make_ids: Sequence[str]) -> Tuple[O
         if act_space != first_act:
             raise ValueError(f"tasks {labels[0]!r} and {label!r} have different action spaces "
                              f"({first_act} vs {act_space}); a multi-task set needs equal spaces")
-    return spec, num_actions
+    return spec, dims
 
 
 class GymVecEnv(VecEnv):
@@ -160,10 +176,17 @@ class GymVecEnv(VecEnv):
         self.task_names = list(build.tasks)
         self.task_ids = build.task_ids.copy()
         self.num_envs = build.num_envs
-        self.obs_spec, self.num_actions = check_task_spaces(self.task_names, make_ids)
+        self.obs_spec, self._action_dims = check_task_spaces(self.task_names, make_ids)
+        self.num_actions = sum(self._action_dims)
         obs_space, act_space = gym_spaces(make_ids[0], self.task_names[0])
         _, self._convert = obs_layout(obs_space, self.task_names[0])
-        self._action_start = int(act_space.start)
+        from gymnasium.spaces import MultiDiscrete
+        self._multi = isinstance(act_space, MultiDiscrete)
+        if self._multi:
+            self._action_shape = tuple(act_space.nvec.shape)                 # per env
+            self._action_start = np.asarray(act_space.start, dtype=np.int64).reshape(-1)   # [K]
+        else:
+            self._action_start = int(act_space.start)
         fns = [(lambda mid=make_ids[int(t)]: gym.make(mid)) for t in self.task_ids]
         self._vec = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         self._seeds = [build.seed(i) for i in range(self.num_envs)]
@@ -181,12 +204,22 @@ class GymVecEnv(VecEnv):
     def step(self, actions: np.ndarray):
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        actions = check_actions(actions, self.num_envs, self.num_actions)
-        obs, rew, term, trunc, _ = self._vec.step(actions.astype(np.int64) + self._action_start)
+        if self._multi:
+            actions = check_multi_actions(actions, self.num_envs, self._action_dims)     # [N, K]
+            actions = (actions.astype(np.int64) + self._action_start).reshape(self.num_envs,
+                                                                              *self._action_shape)
+        else:
+            actions = check_actions(actions, self.num_envs, self.num_actions).astype(np.int64) \
+                + self._action_start                                                     # [N]
+        obs, rew, term, trunc, _ = self._vec.step(actions)
         reward = np.asarray(rew, dtype=np.float32)
         done = np.logical_or(term, trunc)
         finished = self._tracker.update(reward, done)
         return self._convert(obs), reward, done, finished
+
+    @property
+    def action_dims(self) -> Tuple[int, ...]:
+        return self._action_dims
 
     def close(self) -> None:
         self._vec.close()
@@ -224,7 +257,7 @@ class GymFamily(EnvFamily):
     def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
         check_task_spaces(tasks, tasks)
 
-    def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
+    def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, Tuple[int, ...]]:
         return check_task_spaces(tasks, tasks)
 
     def make(self, build: EnvBuild) -> VecEnv:

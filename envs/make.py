@@ -11,7 +11,7 @@ task set as ``task_names`` (same order everywhere) and the task of each slot as
 from __future__ import annotations
 
 import warnings
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -45,12 +45,58 @@ def validate_env_config(cfg: EnvConfig) -> None:
     family.check(cfg, tasks)
 
 
-def describe_env(cfg: EnvConfig) -> Tuple[ObsSpec, int, List[str]]:
-    """(observation spec, number of actions, task names) without stepping any env."""
+class EnvDescription(tuple):
+    """What :func:`describe_env` returns: the 3-tuple ``(obs_spec, num_actions, task_names)``
+    (unpack it as such), with the action layout as ``action_dims`` and each part by name.
+
+    ``action_dims`` has one entry per action component, its number of choices:
+    ``(num_actions,)`` for a Discrete action space, ``tuple(nvec)`` for a MultiDiscrete
+    one; ``num_actions`` is their sum, the width of the policy's logits.
+    """
+
+    def __new__(cls, obs_spec: ObsSpec, action_dims: Sequence[int], task_names: Sequence[str]):
+        dims = tuple(int(n) for n in action_dims)
+        self = super().__new__(cls, (obs_spec, sum(dims), list(task_names)))
+        self.action_dims = dims
+        return self
+
+    def __getnewargs__(self):
+        return self[0], self.action_dims, self[2]
+
+    @property
+    def obs_spec(self) -> ObsSpec:
+        return self[0]
+
+    @property
+    def num_actions(self) -> int:
+        return self[1]
+
+    @property
+    def task_names(self) -> List[str]:
+        return self[2]
+
+    def __repr__(self) -> str:
+        return (f"EnvDescription(obs_spec={self[0]!r}, num_actions={self[1]}, task_names={self[2]!r}, "
+                f"action_dims={self.action_dims})")
+
+
+def _action_dims(actions, family: EnvFamily) -> Tuple[int, ...]:
+    """A family's ``describe`` actions (an int or a layout) as a layout tuple."""
+    dims = (actions,) if isinstance(actions, (int, np.integer)) else tuple(actions)
+    if not dims or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+                           for n in dims):
+        raise ValueError(f"env family {family.name!r} describes its actions as {actions!r}; expected a "
+                         f"positive int or a tuple of them")
+    return tuple(int(n) for n in dims)
+
+
+def describe_env(cfg: EnvConfig) -> EnvDescription:
+    """(observation spec, number of actions, task names) without stepping any env; the
+    action layout is the result's ``action_dims`` (see :class:`EnvDescription`)."""
     validate_env_config(cfg)
     family, tasks = _resolve(cfg)
-    obs_spec, num_actions = family.describe(cfg, tasks)
-    return obs_spec, num_actions, tasks
+    obs_spec, actions = family.describe(cfg, tasks)
+    return EnvDescription(obs_spec, _action_dims(actions, family), tasks)
 
 
 def slot_task_ids(num_tasks: int, num_envs: int, actor_index: int) -> np.ndarray:

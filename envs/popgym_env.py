@@ -6,8 +6,9 @@ Learning", ICLR 2023; package ``popgym`` 1.0.7): ``popgym:NAME[,NAME...]``.
 plain gymnasium envs built through :mod:`envs.gym_env` (``gym:popgym:popgym-NAME-v0``
 is the same env), so observations are flattened the same way (``Discrete`` one-hot,
 ``MultiDiscrete`` one one-hot per component, ``Tuple`` concatenated) and a comma list
-is a multi-task set of envs with equal spaces. Envs with a ``MultiDiscrete`` or ``Box``
-action space (Battleship, MineSweeper, the Pendulum variants) are refused in one line.
+is a multi-task set of envs with equal spaces. Envs with a ``MultiDiscrete`` action space
+(Battleship, MineSweeper) get one categorical head per component (the action layout);
+those with a ``Box`` action space (the Pendulum variants) are refused in one line.
 
 Every POPGym env scales its rewards so that an episode's return lies in [-1, 1].
 Measured with ``python -m launch.popgym_returns --episodes 1000`` (seed 0): per Easy env
@@ -85,7 +86,7 @@ class PopgymFamily(EnvFamily):
     def validate(self, cfg: EnvConfig, tasks: List[str]) -> None:
         check_task_spaces(tasks, [popgym_make_id(t) for t in tasks])
 
-    def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
+    def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, Tuple[int, ...]]:
         return check_task_spaces(tasks, [popgym_make_id(t) for t in tasks])
 
     def make(self, build: EnvBuild) -> VecEnv:

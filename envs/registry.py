@@ -16,7 +16,7 @@ machines that lack procgen or ale-py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple, Type
+from typing import Callable, Dict, List, Sequence, Tuple, Type, Union
 
 import numpy as np
 
@@ -81,8 +81,10 @@ class EnvFamily:
         """Raise ValueError (one line, naming the bad value) for options this family refuses
         (default: none beyond :meth:`check`'s)."""
 
-    def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, int]:
-        """(observation spec, number of actions), without stepping anything."""
+    def describe(self, cfg: EnvConfig, tasks: List[str]) -> Tuple[ObsSpec, Union[int, Tuple[int, ...]]]:
+        """(observation spec, actions), without stepping anything: ``actions`` is the number
+        of actions of a Discrete space, or the action layout, a tuple with the number of
+        choices of each component (``tuple(nvec)`` of a MultiDiscrete space)."""
         raise NotImplementedError
 
     def make(self, build: EnvBuild) -> VecEnv:

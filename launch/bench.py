@@ -161,7 +161,7 @@ def bench_env(cfg, seconds: float, warmup: float) -> dict:
         rng = np.random.default_rng(0)
         n = env.num_envs
         env.reset()
-        acts = [rng.integers(0, env.num_actions, n) for _ in range(64)]
+        acts = [env.random_actions(rng) for _ in range(64)]
         t_end = time.perf_counter() + warmup
         i = 0
         while time.perf_counter() < t_end:
@@ -179,8 +179,15 @@ def bench_env(cfg, seconds: float, warmup: float) -> dict:
     return {"env_sps": steps / wall, "env_cpu_us_per_step": 1e6 * cpu / max(steps, 1), "num_envs": n}
 
 
-def synthetic_batch(T: int, B: int, obs_shape, obs_dtype: str, num_actions: int, num_tasks: int, gen):
+def synthetic_batch(T: int, B: int, obs_shape, obs_dtype: str, num_actions: int, num_tasks: int, gen,
+                    action_dims=None):
     from actors.buffers import torch_dtype
+    dims = action_dims or (num_actions,)
+
+    def actions():                                            # [T+1, B], or [T+1, B, K]
+        if len(dims) == 1:
+            return torch.randint(0, num_actions, (T + 1, B), generator=gen)
+        return torch.stack([torch.randint(0, n, (T + 1, B), generator=gen) for n in dims], -1)
     dt = torch_dtype(obs_dtype)
     shape = (T + 1, B, *obs_shape)
     if dt.is_floating_point:
@@ -193,12 +200,12 @@ def synthetic_batch(T: int, B: int, obs_shape, obs_dtype: str, num_actions: int,
             "reward": torch.randn(T + 1, B, generator=gen),
             "done": torch.rand(T + 1, B, generator=gen) < 0.02,
             "task": torch.randint(0, num_tasks, (T + 1, B), generator=gen),
-            "action": torch.randint(0, num_actions, (T + 1, B), generator=gen),
+            "action": actions(),
             "policy_logits": torch.randn(T + 1, B, num_actions, generator=gen),
             "baseline": torch.randn(T + 1, B, generator=gen)}
 
 
-def bench_learner(cfg, obs_spec, num_actions: int, tasks, seconds: float) -> dict:
+def bench_learner(cfg, obs_spec, num_actions: int, tasks, seconds: float, action_dims=None) -> dict:
     """Samples/s of Learner.step on synthetic batches (after one warm-up update)."""
     from agents.model import build_agent
     from learner.learner import Learner
@@ -206,11 +213,11 @@ def bench_learner(cfg, obs_spec, num_actions: int, tasks, seconds: float) -> dic
     device = resolve_device(cfg.run.device)
     T, B = cfg.actor.unroll_length, cfg.actor.batch_size
     torch.manual_seed(0)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks), action_dims)
     learner = Learner(cfg.learner, agent, total_steps=cfg.run.total_steps, steps_per_update=T * B,
                       device=device, reward_clip=cfg.model.reward_clip)
     gen = torch.Generator().manual_seed(0)
-    batches = [synthetic_batch(T, B, obs_spec.shape, obs_spec.dtype, num_actions, len(tasks), gen)
+    batches = [synthetic_batch(T, B, obs_spec.shape, obs_spec.dtype, num_actions, len(tasks), gen, action_dims)
                for _ in range(2)]
     if device.type == "cuda":
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
@@ -237,11 +244,11 @@ class _Run:
     cycle of a training run), with the benchmark's counters; ``learn=False`` measures the
     actors alone (each batch is taken and dropped, handing the buffers back)."""
 
-    def __init__(self, cfg, obs_spec, num_actions: int, tasks, learn: bool):
+    def __init__(self, cfg, obs_spec, num_actions: int, tasks, learn: bool, action_dims=None):
         from agents.model import build_agent
         from launch.trainer import Trainer
         torch.manual_seed(cfg.env.seed)
-        agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+        agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks), action_dims)
         self.trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions,
                                task_names=tasks)
         self.steps_per_update = cfg.actor.unroll_length * cfg.actor.batch_size
@@ -281,9 +288,10 @@ class _Run:
         return out
 
 
-def bench_pool(cfg, obs_spec, num_actions: int, tasks, seconds: float, warmup: float, learn: bool) -> dict:
+def bench_pool(cfg, obs_spec, num_actions: int, tasks, seconds: float, warmup: float, learn: bool,
+               action_dims=None) -> dict:
     """The actor pool alone (``learn=False``) or a real training run (``learn=True``)."""
-    with _Run(cfg, obs_spec, num_actions, tasks, learn) as run:
+    with _Run(cfg, obs_spec, num_actions, tasks, learn, action_dims) as run:
         # warm-up: until the first unroll (or update) has come through, then `warmup` seconds
         t_start = time.perf_counter()
         while (run.updates == 0 if learn else not run.actor_timing.get("steps")):
@@ -377,7 +385,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = resolve_device(cfg.run.device)
     if cfg.learner.learner_threads > 0:
         torch.set_num_threads(cfg.learner.learner_threads)
-    obs_spec, num_actions, tasks = describe_env(cfg.env)
+    obs_spec, num_actions, tasks = desc = describe_env(cfg.env)
+    dims = desc.action_dims
     print(describe_setup(cfg, device), flush=True)
     results: dict = {"setup": {"config": dataclasses.asdict(cfg), "device": str(device),
                                "cores": usable_cores(), "torch": torch.__version__,
@@ -391,19 +400,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for core in args.cores:
         learner_r = None
         if "learner" in args.phases:
-            learner_r = bench_learner(variant(cfg, core, "actor"), obs_spec, num_actions, tasks, args.seconds)
+            learner_r = bench_learner(variant(cfg, core, "actor"), obs_spec, num_actions, tasks, args.seconds,
+                                      dims)
             print(f"[{core}] learner: {_f(learner_r['learner_sps'])} samples/s "
                   f"({learner_r['learner_update_ms']:.0f} ms per update)", flush=True)
         for mode in args.inference:
             c = variant(cfg, core, mode)
             entry = {"core": core, "inference": mode, "learner": learner_r}
             if "actors" in args.phases:
-                r = bench_pool(c, obs_spec, num_actions, tasks, args.seconds, args.warmup, learn=False)
+                r = bench_pool(c, obs_spec, num_actions, tasks, args.seconds, args.warmup, learn=False,
+                               action_dims=dims)
                 entry["actors"] = r
                 print(f"[{core}, inference {mode}] actors: {_f(r['actor_sps'])} steps/s", flush=True)
                 print_breakdown("actors only", r)
             if "e2e" in args.phases:
-                r = bench_pool(c, obs_spec, num_actions, tasks, args.seconds, args.warmup, learn=True)
+                r = bench_pool(c, obs_spec, num_actions, tasks, args.seconds, args.warmup, learn=True,
+                               action_dims=dims)
                 entry["e2e"] = r
                 print(f"[{core}, inference {mode}] end to end: {_f(r['e2e_sps'])} steps/s "
                       f"({r['updates']} updates), actors acted {_f(r['actor_sps'])} steps/s, "

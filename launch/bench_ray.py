@@ -70,11 +70,11 @@ def parse(argv: Sequence[str]):
     return args, cfg
 
 
-def rollout_bytes_per_step(obs_shape, obs_dtype: str, num_actions: int) -> int:
+def rollout_bytes_per_step(obs_shape, obs_dtype: str, num_actions: int, action_dims=None) -> int:
     """Bytes of one unroll entry (obs, reward, done, task, action, logits, baseline)."""
     from actors.buffers import rollout_specs
     total = 0
-    for shape, dtype in rollout_specs(obs_shape, obs_dtype, num_actions).values():
+    for shape, dtype in rollout_specs(obs_shape, obs_dtype, num_actions, action_dims).values():
         total += int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
     return total
 
@@ -101,10 +101,10 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
     from launch.trainer import Trainer
     cfg = copy.deepcopy(cfg)
     cfg.run.backend = backend
-    obs_spec, num_actions, tasks = describe_env(cfg.env)
+    obs_spec, num_actions, tasks = desc = describe_env(cfg.env)
     T, B = cfg.actor.unroll_length, cfg.actor.batch_size
     torch.manual_seed(cfg.env.seed)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks), desc.action_dims)
     trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
     t0 = time.perf_counter()
     try:
@@ -155,7 +155,8 @@ def bench_backend(cfg, backend: str, seconds: float, warmup: float) -> dict:
             "system_cpu_us_per_step": 1e6 * system_cpu / trained,"backend": backend, "startup_s": startup, "first_batch_s": first_batch, "wall_s": wall,
             "updates": updates, "sps": sps, "policy_lag_mean": float(np.mean(lags)),
             "policy_lag_max": float(np.max(lags)), "actor_restarts": restarts,
-            "rollout_MB_per_s": sps * rollout_bytes_per_step(obs_spec.shape, obs_spec.dtype, num_actions) / 1e6}
+            "rollout_MB_per_s": sps * rollout_bytes_per_step(obs_spec.shape, obs_spec.dtype, num_actions,
+                                                                 desc.action_dims) / 1e6}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -9,7 +9,7 @@ observation through the agent and prints
   (dead ReLUs) and the mean over units of the standard deviation across observations
   (how much the features depend on the state), beside their mean;
 * the policy logits' standard deviation across observations, per action, and the mean
-  policy entropy (ln A = uniform);
+  policy entropy (ln A = uniform; the sum of ln n_k for a MultiDiscrete layout);
 * per parameter tensor: its norm at initialisation and the norm of its change since
   (the run's seed rebuilds the initial weights) and RMSProp's median ``sqrt(square_avg)`` against its
   ``eps``: where ``sqrt(v) << eps`` the step is ``lr * g / eps``, a slow SGD, not RMSProp.
@@ -38,6 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--envs", type=int, default=8, help="envs stepped together")
     p.add_argument("--init", action="store_true", help="inspect the initial weights instead")
     a = p.parse_args(argv)
+    from agents import action_dist
     from agents.model import build_agent
     from envs import EnvConfig, describe_env, make_vec_env
     from learner.checkpoint import CheckpointError, load_latest, model_config_from_dict, section_from_dict
@@ -54,9 +55,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     cfg = payload["config"]
     env_cfg = section_from_dict(EnvConfig, cfg["env"])
-    obs_spec, num_actions, tasks = describe_env(env_cfg)
+    obs_spec, num_actions, tasks = desc = describe_env(env_cfg)
+    dims = desc.action_dims
     seed_everything(env_cfg.seed)
-    agent = build_agent(model_config_from_dict(cfg["model"]), obs_spec, num_actions, len(tasks))
+    agent = build_agent(model_config_from_dict(cfg["model"]), obs_spec, num_actions, len(tasks), dims)
     init = {k: v.clone() for k, v in agent.state_dict().items()}
     learner = payload["learner"]
     if not a.init:
@@ -70,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rng = np.random.default_rng(0)
     frames = []
     for t in range(a.steps):
-        obs, _, _, _ = env.step(rng.integers(0, num_actions, a.envs))
+        obs, _, _, _ = env.step(env.random_actions(rng))                  # [N] or [N, K]
         if t % 10 == 0:
             frames.append(torch.from_numpy(np.asarray(obs)))
     env.close()
@@ -83,15 +85,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "task": torch.zeros(1, n * b, dtype=torch.long)}
         out, _ = agent(inputs, agent.initial_state(n * b))
     logits = out["policy_logits"][0]                                     # [N*B, A]
-    probs = torch.softmax(logits, -1)
-    entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean())
+    entropy = float(action_dist.entropy(logits, dims).mean())
     dead = float((feats.max(0).values <= 0).float().mean())
     report = {
         "observations": n * b,
         "features": {"dead_fraction": dead, "mean": float(feats.mean()),
                      "std_over_observations": float(feats.std(0).mean())},
         "logits_std_over_observations": [round(float(v), 5) for v in logits.std(0)],
-        "policy_entropy": entropy, "uniform_entropy": float(np.log(num_actions)),
+        "policy_entropy": entropy, "uniform_entropy": float(sum(np.log(n) for n in dims)),
     }
     print(json.dumps(report, indent=1))
     if a.init:

@@ -45,10 +45,10 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
     torch.manual_seed(seed)
     np.random.seed(seed)
     env_cfg = EnvConfig(env=env, seed=seed)
-    obs_spec, A, tasks = describe_env(env_cfg)
+    obs_spec, A, tasks = desc = describe_env(env_cfg)
     mcfg = ModelConfig(core=core, **{**SMALL_MODEL, **model_options})
-    learner_agent = build_agent(mcfg, obs_spec, A, len(tasks))
-    actor_agent = build_agent(mcfg, obs_spec, A, len(tasks))
+    learner_agent = build_agent(mcfg, obs_spec, A, len(tasks), desc.action_dims)
+    actor_agent = build_agent(mcfg, obs_spec, A, len(tasks), desc.action_dims)
     params = SharedParams(learner_agent)
     lcfg = LearnerConfig(learning_rate=lr, rmsprop_eps=eps, entropy_cost=entropy_cost, anneal_lr=False,
                          core_diagnostics=diagnostics)
@@ -58,7 +58,7 @@ def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T
     policy.sync()
     layout = BufferLayout(1, 1, num_envs, T)
     bufs = RolloutBuffers(layout, obs_spec.shape, obs_spec.dtype, A, actor_agent.state_spec(),
-                          share_memory=False)
+                          share_memory=False, action_dims=desc.action_dims)
     writer = UnrollWriter(venv, policy, T)
     returns = []
     rows = torch.arange(num_envs)

@@ -128,11 +128,11 @@ def prepare(argv: Optional[Sequence[str]] = None):
                          f"or choose another --name")
 
     try:
-        obs_spec, num_actions, task_names = describe_env(cfg.env)
+        obs_spec, num_actions, task_names = desc = describe_env(cfg.env)
     except ValueError as e:
         raise UsageError(str(e)) from None
     seed_everything(cfg.env.seed)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(task_names))
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(task_names), desc.action_dims)
 
     # creating the directory and locking it is one step: a second trainer, fresh or
     # --resume, is refused here, naming the holder

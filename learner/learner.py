@@ -192,7 +192,8 @@ class Learner:
             outputs, batch, discount=cfg.discount, baseline_cost=cfg.baseline_cost,
             entropy_cost=cfg.entropy_cost, reward_clip=_none_if_zero(self.reward_clip),
             clip_rho_threshold=_none_if_zero(cfg.clip_rho_threshold),
-            clip_pg_rho_threshold=_none_if_zero(cfg.clip_pg_rho_threshold))
+            clip_pg_rho_threshold=_none_if_zero(cfg.clip_pg_rho_threshold),
+            action_dims=self.agent.action_dims)
         total = losses["total_loss"]
         if loss_hook is not None:          # fault injection in tests
             total = loss_hook(total)

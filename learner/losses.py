@@ -8,6 +8,11 @@ With V-trace targets ``v_s`` and advantages ``A_s = rho_pg_s (r_s + gamma_s v_{s
     L_baseline = sum_{s,b} 0.5 * (v_s - V(x_s))^2            # v_s a constant
     L_entropy  = sum_{s,b} sum_a pi(a | x_s) log pi(a | x_s)  # negative entropy
 
+With an action layout of K > 1 components (gymnasium ``MultiDiscrete``,
+:mod:`agents.action_dist`) the policy is one categorical per component:
+``log pi(a | x) = sum_k log pi_k(a_k | x)`` and ``sum_a pi log pi`` is the sum of the
+components' negative entropies.
+
 Reduction: following torchbeast, every loss is **summed** over time and batch
 (``reduction="sum"``, the default), so its scale grows with ``T * B`` and the
 learning rate and gradient clipping of the reference configurations
@@ -33,11 +38,11 @@ it slices ``batch[1:]``); code ported from it must shift the actor buffers.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from agents.action_dist import action_shape, as_action_dims, entropy, num_logits
 from learner import vtrace
 from learner.vtrace import action_log_probs
 
@@ -60,17 +65,22 @@ def _check_reduction(reduction: str) -> None:
 
 
 def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
-                         reduction: str = "sum") -> torch.Tensor:
+                         reduction: str = "sum", *,
+                         action_dims: Optional[Sequence[int]] = None) -> torch.Tensor:
     """``sum_{t,b} -log pi(a_t|x_t) * A_t`` (or the mean over ``T * B``).
 
-    logits: ``[T, B, A]``; actions: integer ``[T, B]``; advantages: ``[T, B]``, treated
-    as a constant (detached), so the gradient flows only into ``logits``.
+    logits: ``[T, B, A]``; actions: integer ``[T, B]`` (``[T, B, K]`` for an action layout
+    of K > 1 components, whose ``log pi`` is the sum over components; None: one
+    categorical over the A logits); advantages: ``[T, B]``, treated as a constant
+    (detached), so the gradient flows only into ``logits``.
     """
     _check_reduction(reduction)
-    if advantages.shape != actions.shape:
-        raise ValueError(f"advantages must be [T, B] like actions {list(actions.shape)}, "
+    lead = actions.shape if action_dims is None or len(as_action_dims(action_dims)) == 1 \
+        else actions.shape[:-1]
+    if advantages.shape != lead:
+        raise ValueError(f"advantages must be [T, B] like actions {list(lead)}, "
                          f"got {list(advantages.shape)}")
-    cross_entropy = -action_log_probs(logits, actions)                   # [T, B]
+    cross_entropy = -action_log_probs(logits, actions, action_dims)      # [T, B]
     return _reduce(cross_entropy * advantages.detach(), reduction)
 
 
@@ -80,16 +90,19 @@ def baseline_loss(advantages: torch.Tensor, reduction: str = "sum") -> torch.Ten
     return _reduce(0.5 * advantages ** 2, reduction)
 
 
-def entropy_loss(logits: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+def entropy_loss(logits: torch.Tensor, reduction: str = "sum", *,
+                 action_dims: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Negative entropy ``sum_{t,b} sum_a pi(a) log pi(a)`` (or the mean over ``T * B``).
 
-    logits: ``[T, B, A]``. Minimising it raises the policy's entropy.
+    logits: ``[T, B, A]``; for an action layout of K > 1 components the entropy is the
+    sum of the components' entropies (None: one categorical over the A logits).
+    Minimising it raises the policy's entropy.
     """
     _check_reduction(reduction)
     if logits.dim() != 3:
         raise ValueError(f"logits must be [T, B, A], got {list(logits.shape)}")
-    log_pi = F.log_softmax(logits, dim=-1)                               # [T, B, A]
-    neg_entropy = (log_pi.exp() * log_pi).sum(dim=-1)                    # [T, B]
+    dims = (logits.shape[-1],) if action_dims is None else as_action_dims(action_dims)
+    neg_entropy = -entropy(logits, dims)                                 # [T, B]
     return _reduce(neg_entropy, reduction)
 
 
@@ -103,18 +116,22 @@ def impala_loss(learner_outputs: Mapping[str, torch.Tensor], batch: Mapping[str,
                 discount: float = 0.99, baseline_cost: float = 0.5, entropy_cost: float = 0.01,
                 reward_clip: Optional[float] = 1.0, clip_rho_threshold: Optional[float] = 1.0,
                 clip_pg_rho_threshold: Optional[float] = 1.0, lambda_: float = 1.0,
-                reduction: str = "sum") -> Dict[str, torch.Tensor]:
+                reduction: str = "sum",
+                action_dims: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
     """V-trace actor-critic loss for one batch of unrolls (see the module docstring).
 
     Args:
         learner_outputs: the learner's re-run of the policy over the unrolls:
             ``policy_logits`` ``[T+1, B, A]`` and ``baseline`` ``[T+1, B]``.
-        batch: the actors' unrolls: ``action`` (integer ``[T+1, B]``), ``policy_logits``
-            (behaviour, ``[T+1, B, A]``), ``reward`` ``[T+1, B]``, ``done`` ``[T+1, B]``.
+        batch: the actors' unrolls: ``action`` (integer ``[T+1, B]``, or ``[T+1, B, K]`` for an
+            action layout of K > 1 components), ``policy_logits`` (behaviour, ``[T+1, B, A]``),
+            ``reward`` ``[T+1, B]``, ``done`` ``[T+1, B]``.
         discount: gamma. baseline_cost, entropy_cost: weights of those terms.
         reward_clip: rewards are clamped to ``[-reward_clip, reward_clip]`` (None: no clipping).
         clip_rho_threshold, clip_pg_rho_threshold, lambda_: V-trace settings.
         reduction: ``"sum"`` over time and batch (torchbeast) or ``"mean"``.
+        action_dims: the action layout (:mod:`agents.action_dist`): log-probabilities and
+            entropies are sums over its components; None: one categorical over the A logits.
 
     Returns:
         ``{"pg_loss", "baseline_loss", "entropy_loss", "total_loss"}``: scalar tensors, the
@@ -140,8 +157,12 @@ def impala_loss(learner_outputs: Mapping[str, torch.Tensor], batch: Mapping[str,
         raise ValueError(f"learner_outputs['policy_logits'] must be [T+1, B, A] with T >= 1, "
                          f"got {list(target_logits.shape)}")
     T1, B, A = target_logits.shape
+    dims = (A,) if action_dims is None else as_action_dims(action_dims)
+    if num_logits(dims) != A:
+        raise ValueError(f"learner_outputs['policy_logits'] have A = {A} entries but the action layout "
+                         f"{dims} needs {num_logits(dims)}")
     for name, x, shape in (("learner_outputs['baseline']", learner_baseline, (T1, B)),
-                           ("batch['action']", action, (T1, B)),
+                           ("batch['action']", action, (T1, B) + action_shape(dims)),
                            ("batch['policy_logits']", behavior_logits, (T1, B, A)),
                            ("batch['reward']", reward, (T1, B)),
                            ("batch['done']", done, (T1, B))):
@@ -157,16 +178,17 @@ def impala_loss(learner_outputs: Mapping[str, torch.Tensor], batch: Mapping[str,
     not_done = 1.0 - done[1:].to(values.dtype)                            # [T, B]
     discount_t = discount * not_done                                      # [T, B]
     target_logits_t = target_logits[:-1]                                  # [T, B, A]
-    actions_t = action[:-1]                                               # [T, B]
+    actions_t = action[:-1]                                               # [T, B] (or [T, B, K])
 
     vtrace_returns = vtrace.from_logits(
         behavior_policy_logits=behavior_logits[:-1], target_policy_logits=target_logits_t,
         actions=actions_t, discounts=discount_t, rewards=r_t, values=values,
         bootstrap_value=bootstrap_value, clip_rho_threshold=clip_rho_threshold,
-        clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_)
+        clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_, action_dims=dims)
 
-    pg = policy_gradient_loss(target_logits_t, actions_t, vtrace_returns.pg_advantages, reduction)
+    pg = policy_gradient_loss(target_logits_t, actions_t, vtrace_returns.pg_advantages, reduction,
+                              action_dims=dims)
     base = baseline_loss(vtrace_returns.vs - values, reduction)
-    ent = entropy_loss(target_logits_t, reduction)
+    ent = entropy_loss(target_logits_t, reduction, action_dims=dims)
     total = pg + baseline_cost * base + entropy_cost * ent
     return {"pg_loss": pg, "baseline_loss": base, "entropy_loss": ent, "total_loss": total}

@@ -18,6 +18,10 @@ with ``v_T = V(x_T)`` the bootstrap value. The policy-gradient advantage is::
 
     A_s = rho_pg_s (r_s + gamma_s v_{s+1} - V(x_s)),    rho_pg_s = min(rho_pg_bar, pi/mu).
 
+For a factored policy (an action layout of K > 1 components, :mod:`agents.action_dist`)
+``pi(a_t|x_t) = prod_k pi_k(a_t^k|x_t)``, so ``log(pi/mu)`` is the sum of the components'
+log-ratios: :func:`action_log_probs` and :func:`from_logits` take ``action_dims``.
+
 All tensors are time-major: ``[T, B]``, with ``bootstrap_value`` ``[B]`` being
 ``V(x_T)``. The targets are computed under ``torch.no_grad`` (as in torchbeast): the
 losses treat ``vs`` and ``pg_advantages`` as constants. The public names
@@ -31,10 +35,11 @@ A threshold of ``None`` means no clipping.
 from __future__ import annotations
 
 import collections
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
+
+from agents.action_dist import action_shape, as_action_dims, check_actions, log_prob, num_logits
 
 __all__ = [
     "VTraceReturns",
@@ -64,25 +69,30 @@ def _check_time_batch(name: str, x: torch.Tensor, T: int, B: int) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
 
-def action_log_probs(policy_logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """``log pi(a_t | x_t)`` for logits ``[T, B, A]`` and integer actions ``[T, B]`` -> ``[T, B]``.
+def action_log_probs(policy_logits: torch.Tensor, actions: torch.Tensor,
+                     action_dims: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """``log pi(a_t | x_t)`` for logits ``[T, B, A]`` and integer actions -> ``[T, B]``.
 
+    ``action_dims``: the action layout (:mod:`agents.action_dist`); None is one categorical
+    over the ``A`` logits, with actions ``[T, B]``. A layout of K > 1 components takes
+    actions ``[T, B, K]`` and gives ``sum_k log pi_k(a_k | x_t)``, so the importance
+    ratio of a joint action is the product of the per-component ratios.
     Differentiable with respect to ``policy_logits``.
     """
     if policy_logits.dim() != 3:
         raise ValueError(f"policy logits must be [T, B, A], got {list(policy_logits.shape)}")
     T, B, A = policy_logits.shape
-    if actions.shape != (T, B):
-        raise ValueError(f"actions must be [T, B] = [{T}, {B}] to match logits "
+    dims = (A,) if action_dims is None else as_action_dims(action_dims)
+    if num_logits(dims) != A:
+        raise ValueError(f"policy logits have A = {A} entries but the action layout {dims} needs "
+                         f"{num_logits(dims)}")
+    want = (T, B) + action_shape(dims)
+    if actions.shape != want:
+        names = "[T, B]" if len(dims) == 1 else "[T, B, K]"
+        raise ValueError(f"actions must be {names} = {list(want)} to match logits "
                          f"{list(policy_logits.shape)}, got {list(actions.shape)}")
-    if actions.is_floating_point() or actions.dtype == torch.bool:
-        raise TypeError(f"actions must be an integer tensor, got {actions.dtype}")
-    if actions.numel() > 0:
-        lo, hi = int(actions.min()), int(actions.max())
-        if lo < 0 or hi >= A:
-            raise ValueError(f"actions must lie in [0, {A}) for {A} logits, got values in [{lo}, {hi}]")
-    log_probs = F.log_softmax(policy_logits, dim=-1)                          # [T, B, A]
-    return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)     # [T, B]
+    check_actions(actions, dims)
+    return log_prob(policy_logits, actions, dims)                             # [T, B]
 
 
 @torch.no_grad()
@@ -161,13 +171,17 @@ def from_logits(behavior_policy_logits: torch.Tensor, target_policy_logits: torc
                 clip_rho_threshold: Optional[float] = 1.0,
                 clip_pg_rho_threshold: Optional[float] = 1.0,
                 lambda_: float = 1.0, *,
-                clip_c_threshold: Optional[float] = 1.0) -> VTraceFromLogitsReturns:
+                clip_c_threshold: Optional[float] = 1.0,
+                action_dims: Optional[Sequence[int]] = None) -> VTraceFromLogitsReturns:
     """V-trace for softmax policies given as logits.
 
     Args:
         behavior_policy_logits: ``[T, B, A]`` logits of ``mu`` (the actors' policy).
         target_policy_logits: ``[T, B, A]`` logits of ``pi`` (the learner's policy).
-        actions: ``[T, B]`` integer actions taken by ``mu``.
+        actions: ``[T, B]`` integer actions taken by ``mu`` (``[T, B, K]`` for a layout of
+            K > 1 components).
+        action_dims: the action layout (see :func:`action_log_probs`); None: one
+            categorical over the A logits.
         Others: as :func:`from_importance_weights`.
 
     Returns:
@@ -178,8 +192,8 @@ def from_logits(behavior_policy_logits: torch.Tensor, target_policy_logits: torc
     if behavior_policy_logits.shape != target_policy_logits.shape:
         raise ValueError(f"behavior_policy_logits {list(behavior_policy_logits.shape)} and "
                          f"target_policy_logits {list(target_policy_logits.shape)} must have the same shape")
-    target_action_log_probs = action_log_probs(target_policy_logits, actions)        # [T, B]
-    behavior_action_log_probs = action_log_probs(behavior_policy_logits, actions)    # [T, B]
+    target_action_log_probs = action_log_probs(target_policy_logits, actions, action_dims)      # [T, B]
+    behavior_action_log_probs = action_log_probs(behavior_policy_logits, actions, action_dims)  # [T, B]
     log_rhos = target_action_log_probs - behavior_action_log_probs                   # [T, B]
     vtrace_returns = from_importance_weights(
         log_rhos=log_rhos, discounts=discounts, rewards=rewards, values=values,

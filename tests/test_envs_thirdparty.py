@@ -248,8 +248,19 @@ def test_popgym_wrong_name_lists_known_names():
     msg = str(e.value)
     assert "unknown popgym env 'RepeatPrevious'" in msg and "RepeatPreviousEasy" in msg
     assert "PositionOnlyCartPoleEasy" in msg and "\n" not in msg
-    with pytest.raises(ValueError, match="'BattleshipEasy' has action space MultiDiscrete"):
-        describe_env(EnvConfig(env="popgym:BattleshipEasy"))
+    with pytest.raises(ValueError, match="'PositionOnlyPendulumEasy' has action space Box"):
+        describe_env(EnvConfig(env="popgym:PositionOnlyPendulumEasy"))
+
+
+def test_popgym_multidiscrete_actions_get_a_layout():
+    desc = describe_env(EnvConfig(env="popgym:BattleshipEasy"))
+    assert desc.action_dims == (8, 8) and desc.num_actions == 16
+    env = make_vec_env(EnvConfig(env="popgym:BattleshipEasy"), 2)
+    assert env.action_dims == (8, 8)
+    env.reset()
+    obs, reward, done, _ = env.step(np.array([[0, 1], [7, 7]]))
+    assert obs.shape == (2, 2) and reward.shape == (2,)
+    env.close()
 
 
 def test_majority_task_scripted_and_memoryless_policies():

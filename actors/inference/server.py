@@ -14,7 +14,7 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
             -> ONE forward over the concatenated env rows, with their resident core
                state (indexed by env row, the state never leaves the device)
             -> action, policy logits, baseline -> shared-memory response slot [a]
-    actor:  <--b""-- socket -> returns (action [E], logits [E, A], baseline [E])
+    actor:  <--b""-- socket -> returns (action [E] (or [E, K]), logits [E, A], baseline [E])
 
 * The core state of every env row stays resident on the device (``state[name]``
   ``[num_actors * E, ...]``); the agent resets rows whose ``done`` is set before the
@@ -152,7 +152,8 @@ class InferenceServer:
         self.state = self.agent.initial_state(self.num_rows, self.device)   # {name: [A * E, ...]}
         self._fresh = self.agent.initial_state(E, self.device)              # {name: [E, ...]}
         self.slots = InferenceSlots.allocate(self.num_actors, E, agent.obs_shape, agent.obs_dtype,
-                                             agent.num_actions, self.state_spec)
+                                             agent.num_actions, self.state_spec,
+                                             agent.action_dims)
         self._io = {k: flat_rows(v) for k, v in self.slots.io.items()}          # {key: [A * E, ...]}
         self.cuda = self.device.type == "cuda"
         self._stream = torch.cuda.Stream(self.device) if self.cuda else None

@@ -59,9 +59,9 @@ class InferenceSlots:
 
     @classmethod
     def allocate(cls, num_actors: int, envs_per_actor: int, obs_shape, obs_dtype: str,
-                 num_actions: int, state_spec) -> "InferenceSlots":
+                 num_actions: int, state_spec, action_dims=None) -> "InferenceSlots":
         io = {}
-        for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions).items():
+        for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions, action_dims).items():
             if key == "obs" and len(shape) == 3:
                 # images [C, H, W] are stored channels-last (as simulators produce them): the
                 # actor's copy is a memcpy and the convolutions take the channels-last path

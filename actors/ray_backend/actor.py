@@ -83,10 +83,10 @@ class RolloutActor:
         self.spec = spec
         self.env = build_actor_env(spec)
         agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
-                            spec.num_actions, spec.num_tasks)
+                            spec.num_actions, spec.num_tasks, spec.action_dims)
         self.state_spec = agent.state_spec()
         self.policy = LocalPolicy(agent, self.env.num_envs, ObjectStoreParams(param_server))
-        self.specs = rollout_specs(spec.obs_shape, spec.obs_dtype, spec.num_actions)
+        self.specs = rollout_specs(spec.obs_shape, spec.obs_dtype, spec.num_actions, spec.action_dims)
         self.T = cfg.actor.unroll_length
         self.writer: Optional[UnrollWriter] = None
 

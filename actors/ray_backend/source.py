@@ -105,7 +105,8 @@ class RayRolloutSource(Reports):
         self.config = config
         self.obs = (tuple(obs_shape), str(obs_dtype), int(num_actions), int(num_tasks))
         self.T, self.N, self.credits = a.unroll_length, a.envs_per_actor, a.num_buffers
-        self.specs = rollout_specs(obs_shape, obs_dtype, num_actions)
+        self.action_dims = tuple(agent.action_dims)
+        self.specs = rollout_specs(obs_shape, obs_dtype, num_actions, self.action_dims)
         self.state_spec = agent.state_spec()
         self.pin_memory = pin_memory
         self.broadcast_every = config.run.ray_broadcast_every
@@ -198,7 +199,7 @@ class RayRolloutSource(Reports):
     def _spawn(self, slot: _Slot) -> None:
         obs_shape, obs_dtype, num_actions, num_tasks = self.obs
         spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
-                         num_actions, num_tasks)
+                         num_actions, num_tasks, action_dims=self.action_dims)
         slot.handle = _RemoteRolloutActor.options(
             num_cpus=self.config.run.ray_cpus_per_actor, max_restarts=0, max_task_retries=0,
             scheduling_strategy="SPREAD", name=None).remote(spec, self.param_server)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import torch
 
@@ -30,6 +30,11 @@ class LoadedPolicy:
     task_names: List[str]       # the training task set, in task-id order
     steps: int                  # environment steps trained on
     updates: int
+    action_dims: Tuple[int, ...] = ()   # the action layout (agents.action_dist); () = (num_actions,)
+
+    def __post_init__(self):
+        if not self.action_dims:
+            self.action_dims = (self.num_actions,)
 
 
 def load_policy(path_or_run: str | Path, device: str | torch.device = "cpu") -> LoadedPolicy:
@@ -66,7 +71,7 @@ def load_policy(path_or_run: str | Path, device: str | torch.device = "cpu") -> 
         raise EvaluationInputError(f"cannot rebuild the agent of checkpoint {path}: {e}") from None
     try:
         validate_env_config(env_cfg)
-        obs_spec, num_actions, task_names = describe_env(env_cfg)
+        obs_spec, num_actions, task_names = desc = describe_env(env_cfg)
     except ValueError as e:
         raise EvaluationInputError(f"cannot rebuild the environment of checkpoint {path}: {e}") from None
     saved_tasks = payload.get("run", {}).get("task_names")
@@ -74,7 +79,9 @@ def load_policy(path_or_run: str | Path, device: str | torch.device = "cpu") -> 
         raise EvaluationInputError(f"checkpoint {path} was trained on tasks {list(saved_tasks)} but its "
                                    f"config describes {list(task_names)}")
     try:
-        agent = build_agent(model_cfg, obs_spec, num_actions, len(task_names))
+        # the architecture lists the layout of a factored policy; one without it (every
+        # checkpoint written before layouts) is one categorical head over num_actions
+        agent = build_agent(model_cfg, obs_spec, num_actions, len(task_names), desc.action_dims)
         check_architecture(payload["architecture"], agent.architecture())
     except (ValueError, CheckpointError) as e:
         raise EvaluationInputError(f"cannot rebuild the agent of checkpoint {path}: {e}") from None
@@ -87,7 +94,7 @@ def load_policy(path_or_run: str | Path, device: str | torch.device = "cpu") -> 
     agent = agent.to(torch.device(device)).eval()
     return LoadedPolicy(path=Path(path), model=model_cfg, env=env_cfg, agent=agent, obs_spec=obs_spec,
                         num_actions=num_actions, task_names=list(task_names), steps=int(counters.get("steps", 0)),
-                        updates=int(counters.get("updates", 0)))
+                        updates=int(counters.get("updates", 0)), action_dims=tuple(desc.action_dims))
 
 
 def check_run_config(run_dir: Path, ckpt_config: dict, path: Path) -> None:

@@ -84,7 +84,7 @@ def resolve_tasks(env_spec: str, loaded: "LoadedPolicy") -> Tuple[List[EvalTask]
     """The games of ``env_spec`` (default: the checkpoint's), checked against the agent.
 
     Returns the tasks and the env family. A game outside the training set is allowed
-    unless the agent reads a task id; observation layout and action count must match.
+    unless the agent reads a task id; observation layout and action layout must match.
     """
     from envs import describe_env
     from envs.config import parse_env_string
@@ -103,16 +103,19 @@ def resolve_tasks(env_spec: str, loaded: "LoadedPolicy") -> Tuple[List[EvalTask]
     for name in names:
         single = spec if len(names) == 1 else f"{parsed.family}:{name}"
         try:
-            obs_spec, num_actions, _ = describe_env(dataclasses.replace(cfg_env, env=single, split=""))
+            obs_spec, num_actions, _ = desc = describe_env(dataclasses.replace(cfg_env, env=single, split=""))
         except ValueError as e:
             raise EvaluationInputError(f"--env {single!r}: {e}") from None
         if tuple(obs_spec.shape) != tuple(loaded.obs_spec.shape) or obs_spec.dtype != loaded.obs_spec.dtype:
             raise EvaluationInputError(
                 f"{single} gives observations {list(obs_spec.shape)} {obs_spec.dtype} but the checkpoint's "
                 f"agent takes {list(loaded.obs_spec.shape)} {loaded.obs_spec.dtype}")
-        if num_actions != loaded.num_actions:
-            raise EvaluationInputError(f"{single} has {num_actions} actions but the checkpoint's agent has "
-                                       f"{loaded.num_actions}")
+        if tuple(desc.action_dims) != tuple(loaded.action_dims):
+            if len(desc.action_dims) == len(loaded.action_dims) == 1:
+                raise EvaluationInputError(f"{single} has {num_actions} actions but the checkpoint's agent "
+                                           f"has {loaded.num_actions}")
+            raise EvaluationInputError(f"{single} has the action layout {tuple(desc.action_dims)} but the "
+                                       f"checkpoint's agent has {tuple(loaded.action_dims)}")
         if name in loaded.task_names:
             task_id = loaded.task_names.index(name)
         elif loaded.model.use_task_id:

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from agents import action_dist
 from learner.evaluation.loading import LoadedPolicy, load_policy
 from learner.evaluation.plan import NO_LEVELS, EpisodeJob, EpisodeResult
 from learner.evaluation.video import observation_frame, write_video
@@ -81,12 +82,14 @@ class EpisodeRunner:
         return _Slot(job=job, env=env, obs=obs, generator=gen, frames=[] if job.record else None)
 
     def _actions(self, logits: torch.Tensor, slots: Sequence[_Slot]) -> np.ndarray:
+        """int64 [N] (or [N, K] for a layout of K components): the argmax of each component
+        with ``greedy``, else sampled in float64 from each episode's own generator."""
+        dims = self.agent.action_dims
         logits = logits.detach().to("cpu", torch.float64)                     # [N, A]
         if self.settings.greedy:
-            return logits.argmax(dim=-1).numpy()
-        probs = torch.softmax(logits, dim=-1)                                 # [N, A]
-        return np.array([int(torch.multinomial(probs[i], 1, generator=s.generator))
-                         for i, s in enumerate(slots)], dtype=np.int64)
+            return action_dist.greedy(logits, dims).numpy()
+        return np.stack([action_dist.sample(logits[i], dims, generator=s.generator).numpy()
+                         for i, s in enumerate(slots)]).astype(np.int64)
 
     def _finish(self, slot: _Slot, episode_return: float, length: int, level_seed: int,
                 truncated: bool, on_result: Callable[[EpisodeResult], None]) -> None:
