@@ -199,6 +199,69 @@ def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
     assert "lstm_hidden_size" in err and len(err.strip().splitlines()) == 1
 
 
+def _old_layout_config():
+    """A config.json as runs saved it before the ``ray`` section: the Ray options under ``run``
+    (with values that are not the defaults) and the since removed ``debug_crash_at_step``."""
+    from launch.config import TrainConfig, config_to_dict
+    cfg = TrainConfig()
+    cfg.env.env, cfg.model.core, cfg.model.lstm_hidden_size = "memory", "lstm", 16
+    old = config_to_dict(cfg)
+    del old["ray"]
+    old["run"].update(ray_address="10.1.2.3:6379", ray_cpus_per_actor=0.5, ray_broadcast_every=4,
+                      debug_crash_at_step=0)
+    return old
+
+
+def test_old_layout_config_loads_for_resume_and_evaluation(tmp_path, caplog):
+    """Runs saved before the ``ray`` section kept the Ray options in ``run``: their config.json
+    (and the config inside their checkpoints) still loads, for ``--resume`` (explicit flags
+    still override, and the config is rewritten in today's layout) and for evaluation."""
+    from actors.config import RayConfig
+    from agents.model import build_agent
+    from envs import describe_env
+    from launch.config import config_from_dict
+    from launch.train import prepare
+    from learner.checkpoint import save_checkpoint
+    from learner.evaluation.loading import load_policy
+    old = _old_layout_config()
+    cfg = config_from_dict(old)
+    assert cfg.ray == RayConfig(ray_address="10.1.2.3:6379", ray_cpus_per_actor=0.5, ray_broadcast_every=4)
+    assert not hasattr(cfg.run, "ray_address")
+    # a run directory of that version, with a checkpoint whose payload holds the old layout too
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(old))
+    spec, A, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, spec, A, len(tasks))
+    save_checkpoint(d, {"config": old, "architecture": agent.architecture(),
+                        "learner": {"counters": {"steps": 0, "updates": 0}, "model": agent.state_dict()},
+                        "run": {"task_names": tasks}}, 1)
+    loaded = load_policy(d)
+    assert loaded.model.core == "lstm" and loaded.task_names == tasks
+    got = prepare(["--runs-dir", str(tmp_path), "--name", "old", "--resume", "--ray-broadcast-every", "2"])
+    got[-1].release()
+    resumed, payload = got[0], got[6]
+    assert payload is not None
+    assert resumed.ray == RayConfig(ray_address="10.1.2.3:6379", ray_cpus_per_actor=0.5, ray_broadcast_every=2)
+    assert resumed.model.core == "lstm" and resumed.env.env == "memory"
+    saved = json.loads((d / "config.json").read_text())
+    assert saved["ray"] == {"ray_address": "10.1.2.3:6379", "ray_cpus_per_actor": 0.5, "ray_broadcast_every": 2}
+    assert not any(k.startswith("ray_") for k in saved["run"])
+
+
+def test_the_projects_own_old_run_configs_load():
+    """The config.json files kept under docs/learning/ were saved before the ``ray`` section."""
+    from launch.config import config_from_dict
+    files = sorted((ROOT / "docs" / "learning").rglob("*config.json"))
+    assert files
+    for f in files:
+        data = json.loads(f.read_text())
+        cfg = config_from_dict(data)
+        for name in ("ray_address", "ray_cpus_per_actor", "ray_broadcast_every"):
+            if name in data.get("run", {}):
+                assert getattr(cfg.ray, name) == data["run"][name], (f, name)
+
+
 def test_help_lists_every_component():
     p = subprocess.run([sys.executable, "-m", "launch.train", "--help"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)

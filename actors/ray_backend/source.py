@@ -108,7 +108,7 @@ class RayRolloutSource(Reports):
         self.specs = rollout_specs(obs_shape, obs_dtype, num_actions)
         self.state_spec = agent.state_spec()
         self.pin_memory = pin_memory
-        self.broadcast_every = config.run.ray_broadcast_every
+        self.broadcast_every = config.ray.ray_broadcast_every
         self._initial_params = self._flatten(agent)
         self.slots = [_Slot(i) for i in range(a.num_actors)]
         self.param_server = None
@@ -152,13 +152,13 @@ class RayRolloutSource(Reports):
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         run, a = self.config.run, self.config.actor
-        need = a.num_actors * run.ray_cpus_per_actor
+        need = a.num_actors * self.config.ray.ray_cpus_per_actor
         t0 = time.monotonic()
-        self.owns_ray = connect_ray(run.ray_address, num_cpus=max(int(math.ceil(need)), 1))
+        self.owns_ray = connect_ray(self.config.ray.ray_address, num_cpus=max(int(math.ceil(need)), 1))
         self.started = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         log.info("ray: %s in %.1f s: %d node(s), %g CPUs, %g GPUs; RAY_AUTH_MODE=%s",
-                 f"connected to {run.ray_address}" if run.ray_address else "local instance on 127.0.0.1",
+                 f"connected to {self.config.ray.ray_address}" if self.config.ray.ray_address else "local instance on 127.0.0.1",
                  time.monotonic() - t0, len(nodes), ray.cluster_resources().get("CPU", 0),
                  ray.cluster_resources().get("GPU", 0), os.environ.get("RAY_AUTH_MODE", "?"))
         if not self.pin_memory and ray.cluster_resources().get("GPU", 0) > 0:
@@ -181,7 +181,7 @@ class RayRolloutSource(Reports):
             raise RuntimeError(
                 f"{len(not_ready)} of {len(infos)} Ray actors did not start within {timeout:.0f} s "
                 f"(the cluster has {cpus:g} CPUs; the actors need --num-actors x --ray-cpus-per-actor = "
-                f"{a.num_actors} x {run.ray_cpus_per_actor:g} = {need:g})")
+                f"{a.num_actors} x {self.config.ray.ray_cpus_per_actor:g} = {need:g})")
         for slot in self.slots:
             self._record_info(slot)
         log.info("ray: %d actors ready in %.1f s on %d node(s)", len(self.slots), time.monotonic() - t1,
@@ -200,7 +200,7 @@ class RayRolloutSource(Reports):
         spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
                          num_actions, num_tasks)
         slot.handle = _RemoteRolloutActor.options(
-            num_cpus=self.config.run.ray_cpus_per_actor, max_restarts=0, max_task_retries=0,
+            num_cpus=self.config.ray.ray_cpus_per_actor, max_restarts=0, max_task_retries=0,
             scheduling_strategy="SPREAD", name=None).remote(spec, self.param_server)
         slot.inflight = 0
         slot.info = {}
@@ -395,7 +395,7 @@ class RayRolloutSource(Reports):
         """
         if not self.started or self.closed:
             return []
-        if self.owns_ray and not self.config.run.ray_address:
+        if self.owns_ray and not self.config.ray.ray_address:
             import psutil
             try:
                 return [p.pid for p in psutil.Process().children(recursive=True)]
