@@ -150,6 +150,8 @@ class ActorSpec:
     num_actions: int
     num_tasks: int
     free_groups: List[int] = field(default_factory=list)
+    crash_at_step: int = 0      # fault injection for tests: raise at this env step (0 = never;
+                                # actors.crashes.injected_crash_step)
 
 
 def build_actor_env(spec: ActorSpec):
@@ -185,8 +187,7 @@ def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, infere
                                 spec.num_actions, spec.num_tasks)
             policy = LocalPolicy(agent, env.num_envs, shared_params)
         version = policy.sync()
-        crash_at = cfg.run.debug_crash_at_step if (idx == 0 and spec.incarnation == 0) else 0
-        writer = UnrollWriter(env, policy, cfg.actor.unroll_length, crash_at_step=crash_at)
+        writer = UnrollWriter(env, policy, cfg.actor.unroll_length, crash_at_step=spec.crash_at_step)
         layout = buffers.layout
         free = set(spec.free_groups)
         slot = 0

@@ -27,7 +27,7 @@ import torch
 import torch.multiprocessing as mp
 
 from actors.actor import ActorSpec, actor_main
-from actors.crashes import ActorCrashLoop, CrashWindow
+from actors.crashes import ActorCrashLoop, CrashWindow, injected_crash_step
 
 if TYPE_CHECKING:
     from actors.inference import InferenceServer
@@ -88,7 +88,8 @@ class LocalActorPool:
         free = [g for g in groups if g not in self.held]
         obs_shape, obs_dtype, num_actions, num_tasks = self.obs
         spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
-                         num_actions, num_tasks, free)
+                         num_actions, num_tasks, free,
+                         crash_at_step=injected_crash_step(slot.index, slot.incarnation))
         client = self.inference_server.client() if self.inference_server is not None else None
         self.heartbeats[slot.index] = time.time()
         p = self.ctx.Process(target=actor_main, name=f"actor-{slot.index}",

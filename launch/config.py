@@ -49,7 +49,6 @@ class RunConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar on the terminal"})
     eval_episodes: int = field(default=0, metadata={"help": "after training, evaluate this many episodes per task "
                                                              "on the test1 split (0 = skip)"})
-    debug_crash_at_step: int = field(default=0, metadata={"help": "testing: actor 0 raises at this env step of its first life (0 = off)"})
 
 
 @dataclass
@@ -79,7 +78,7 @@ def validate_run_config(cfg: RunConfig) -> None:
     for name in ("checkpoint_interval_s", "log_interval_s"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    for name in ("keep_checkpoints", "eval_episodes", "debug_crash_at_step"):
+    for name in ("keep_checkpoints", "eval_episodes"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if cfg.name and ("/" in cfg.name or "\0" in cfg.name or cfg.name in (".", "..")):

@@ -627,9 +627,9 @@ def test_training_run_with_learner_inference_survives_an_actor_crash(tmp_path):
             "--d-ff", "32", "--feature-size", "16", "--num-actors", "2", "--envs-per-actor", "2",
             "--batch-size", "4", "--unroll-length", "10", "--learner-threads", "1", "--no-progress",
             "--log-interval-s", "0.5", "--inference", "learner", "--inference-timeout-ms", "5",
-            "--debug-crash-at-step", "25", "--total-steps", "600", "--runs-dir", str(tmp_path), "--name", "inf"]
+            "--total-steps", "600", "--runs-dir", str(tmp_path), "--name", "inf"]
     p = subprocess.run([sys.executable, "-m", "launch.train", *args], cwd=root, capture_output=True, text=True,
-                       timeout=280, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                       timeout=280, env=dict(os.environ, PYTHONUNBUFFERED="1", FWRL_DEBUG_CRASH_AT_STEP="25"))
     assert p.returncode == 0, p.stderr[-4000:]
     summary = json.loads((tmp_path / "inf" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] >= 600, summary

@@ -287,16 +287,17 @@ def _tagged_processes(tag):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cli_ray_run_restarts_crashed_actor_stops_on_sigterm_and_leaves_nothing_behind(tmp_path):
-    """``launch.train --backend ray``: actor 0's env raises at step 30 and the actor is
+    """``launch.train --backend ray``: actor 0's env raises at step 30 (``FWRL_DEBUG_CRASH_AT_STEP``,
+    read by the trainer, reaches the Ray actor through its spec) and the actor is
     recreated; SIGTERM then finishes the update, checkpoints and stops (Ray's own SIGTERM
     handler would abort); meanwhile every Ray process listens on loopback only with token
     authentication on; afterwards no process of the run is left."""
     tag = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(PYTHONUNBUFFERED="1", RAY_BACKEND_TEST_TAG=tag)
+    env.update(PYTHONUNBUFFERED="1", RAY_BACKEND_TEST_TAG=tag, FWRL_DEBUG_CRASH_AT_STEP="30")
     run_dir = tmp_path / "cli"
     cmd = [sys.executable, "-m", "launch.train", *BASE, "--backend", "ray", "--runs-dir", str(tmp_path),
-           "--name", "cli", "--total-steps", "10000000", "--debug-crash-at-step", "30"]
+           "--name", "cli", "--total-steps", "10000000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     listening, names, auth_modes = set(), set(), set()
     t0, signalled = time.time(), False

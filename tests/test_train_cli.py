@@ -246,7 +246,7 @@ def test_old_layout_config_loads_for_resume_and_evaluation(tmp_path, caplog):
     assert resumed.model.core == "lstm" and resumed.env.env == "memory"
     saved = json.loads((d / "config.json").read_text())
     assert saved["ray"] == {"ray_address": "10.1.2.3:6379", "ray_cpus_per_actor": 0.5, "ray_broadcast_every": 2}
-    assert not any(k.startswith("ray_") for k in saved["run"])
+    assert not any(k.startswith("ray_") or k == "debug_crash_at_step" for k in saved["run"])
 
 
 def test_the_projects_own_old_run_configs_load():
@@ -267,8 +267,18 @@ def test_help_lists_every_component():
                        text=True, timeout=60)
     assert p.returncode == 0
     for flag in ("--core", "--env", "--num-actors", "--batch-size", "--unroll-length", "--learning-rate",
-                 "--entropy-cost", "--num-heads", "--detach-each-step", "--resume", "--backend"):
+                 "--entropy-cost", "--num-heads", "--detach-each-step", "--resume", "--backend",
+                 "--ray-address", "--ray-cpus-per-actor", "--ray-broadcast-every"):
         assert flag in p.stdout, flag
+    assert "debug" not in p.stdout.lower()          # fault injection is no option (actors/crashes.py)
+
+
+def test_fault_injection_is_not_a_command_line_option(tmp_path, capsys):
+    from launch.train import main
+    with pytest.raises(SystemExit) as e:
+        main(["--runs-dir", str(tmp_path), "--name", "x", "--env", "memory", "--debug-crash-at-step", "3"])
+    assert e.value.code == 2 and "unrecognized arguments: --debug-crash-at-step" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("core", ["lstm", "linear_transformer", "deltanet", "rec_delta", "delta_rnn", "srwm"])

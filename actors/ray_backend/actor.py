@@ -100,10 +100,7 @@ class RolloutActor:
         t0 = time.perf_counter()
         version = self.policy.sync()
         if self.writer is None:
-            cfg = self.spec.config
-            first_life = self.spec.actor_index == 0 and self.spec.incarnation == 0
-            self.writer = UnrollWriter(self.env, self.policy, self.T,
-                                       crash_at_step=cfg.run.debug_crash_at_step if first_life else 0)
+            self.writer = UnrollWriter(self.env, self.policy, self.T, crash_at_step=self.spec.crash_at_step)
         self.writer.timing.wait += time.perf_counter() - t0
         N, T1 = self.env.num_envs, self.T + 1
         data = {k: torch.zeros(T1, N, *shape, dtype=dtype) for k, (shape, dtype) in self.specs.items()}

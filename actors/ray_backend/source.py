@@ -57,7 +57,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.actor import ActorSpec
 from actors.buffers import rollout_specs
-from actors.crashes import CrashWindow
+from actors.crashes import CrashWindow, injected_crash_step
 from actors.params import flatten_params
 from actors.ray_backend.actor import _RemoteParameterServer, _RemoteRolloutActor
 from actors.ray_backend.connect import connect_ray
@@ -198,7 +198,7 @@ class RayRolloutSource(Reports):
     def _spawn(self, slot: _Slot) -> None:
         obs_shape, obs_dtype, num_actions, num_tasks = self.obs
         spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
-                         num_actions, num_tasks)
+                         num_actions, num_tasks, crash_at_step=injected_crash_step(slot.index, slot.incarnation))
         slot.handle = _RemoteRolloutActor.options(
             num_cpus=self.config.ray.ray_cpus_per_actor, max_restarts=0, max_task_retries=0,
             scheduling_strategy="SPREAD", name=None).remote(spec, self.param_server)
