@@ -99,8 +99,8 @@ def test_batch_rows_come_from_several_unrolls_in_order():
                    "--batch-size", "5", "--unroll-length", "4", "--num-buffers", "2")
     obs_spec, A, tasks = describe_env(cfg.env)
     agent = build_agent(cfg.model, obs_spec, A, len(tasks))
-    src = RayRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                           num_actions=A, num_tasks=len(tasks))
+    src = RayRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, ray_config=cfg.ray,
+                           obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype, num_actions=A, num_tasks=len(tasks))
     T, N = 4, 3
     unrolls = [(a, k, _fake_unroll(T, N, A, 32, a, k, version=10 + 2 * k + a)) for k in range(2) for a in range(2)]
     for a, _, u in unrolls:
@@ -138,8 +138,8 @@ def test_parameters_broadcast_every_k_updates_and_load_exactly(local_ray, tmp_pa
     obs_spec, A, tasks = describe_env(cfg.env)
     torch.manual_seed(1)
     agent = build_agent(cfg.model, obs_spec, A, len(tasks))
-    src = RayRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                           num_actions=A, num_tasks=len(tasks))
+    src = RayRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, ray_config=cfg.ray,
+                           obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype, num_actions=A, num_tasks=len(tasks))
     src.param_server = _RemoteParameterServer.remote()      # what start() does, without actors
     src._broadcast(src._initial_params, src.version)
     seen = []

@@ -105,8 +105,8 @@ def test_injected_crash_is_restarted_by_the_pool(monkeypatch):
     cfg.actor.batch_size = 2
     obs_spec, num_actions, tasks = describe_env(cfg.env)
     agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    src = LocalRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                             num_actions=num_actions, num_tasks=len(tasks))
+    src = LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
+                             obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
     src.start()
     try:
         after, t0 = 0, time.time()
@@ -134,7 +134,7 @@ def test_injected_crash_step_is_read_from_the_environment(monkeypatch):
 
 
 def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
-    from launch.config import TrainConfig
+    from actors.config import ActorConfig
     from actors.pool import ActorCrashLoop, LocalActorPool
 
     class FakeProc:
@@ -150,9 +150,8 @@ def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
     from actors.crashes import CrashWindow
     from actors.pool import _ActorSlot
 
-    cfg = TrainConfig()
     pool = LocalActorPool.__new__(LocalActorPool)
-    pool.config, pool.crashes, pool.inference_server, pool.restarts = cfg, CrashWindow(2), None, 0
+    pool.actor, pool.crashes, pool.inference_server, pool.restarts = ActorConfig(), CrashWindow(2), None, 0
     pool.slots = [_ActorSlot(0), _ActorSlot(1)]
     spawned = []
     pool._spawn = lambda slot: spawned.append(slot.index)
@@ -181,11 +180,11 @@ def test_a_group_written_twice_stops_the_run_instead_of_restarting_the_actor():
     """An invariant violation is a bug: the pool fails loudly, it does not restart the actor."""
     import multiprocessing
     from actors.crashes import CrashWindow
+    from actors.config import ActorConfig
     from actors.pool import ActorProtocolError, LocalActorPool, _ActorSlot
-    from launch.config import TrainConfig
 
     pool = LocalActorPool.__new__(LocalActorPool)
-    pool.config, pool.crashes, pool.inference_server, pool.restarts = TrainConfig(), CrashWindow(10), None, 0
+    pool.actor, pool.crashes, pool.inference_server, pool.restarts = ActorConfig(), CrashWindow(10), None, 0
     pool.heartbeats = torch.full((1,), time.time(), dtype=torch.float64)
     ours, theirs = multiprocessing.Pipe(duplex=True)
     pool.slots = [_ActorSlot(0, process=None, conn=ours)]
@@ -216,8 +215,8 @@ def test_kill_9_of_an_actor_discards_its_partial_unroll(tmp_path):
     cfg.actor.batch_size = 2
     obs_spec, num_actions, tasks = describe_env(cfg.env)
     agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    src = LocalRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                             num_actions=num_actions, num_tasks=len(tasks))
+    src = LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
+                             obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
     src.start()
     try:
         batches = []

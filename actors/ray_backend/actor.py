@@ -78,16 +78,15 @@ class RolloutActor:
         from actors.policy import LocalPolicy
         from agents.model import build_agent
         from envs.base import ObsSpec
-        cfg = spec.config
-        torch.set_num_threads(max(1, cfg.actor.actor_threads))
+        torch.set_num_threads(max(1, spec.actor.actor_threads))
         self.spec = spec
         self.env = build_actor_env(spec)
-        agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
+        agent = build_agent(spec.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
                             spec.num_actions, spec.num_tasks)
         self.state_spec = agent.state_spec()
         self.policy = LocalPolicy(agent, self.env.num_envs, ObjectStoreParams(param_server))
         self.specs = rollout_specs(spec.obs_shape, spec.obs_dtype, spec.num_actions)
-        self.T = cfg.actor.unroll_length
+        self.T = spec.actor.unroll_length
         self.writer: Optional[UnrollWriter] = None
 
     def info(self) -> dict:
