@@ -129,12 +129,18 @@ def _base_type(tp):
     return tp
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, title: str) -> None:
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, title: str, *,
+                            use_defaults: bool = True) -> None:
+    """One option per field of ``cls`` (dest ``section.field``) in a group titled ``title``.
+    ``use_defaults=False``: every option defaults to ``argparse.SUPPRESS`` (absent from the
+    namespace unless given; :func:`given_options`)."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         tp = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if not use_defaults:
+            default = argparse.SUPPRESS
         help_text = f.metadata.get("help", "")
         dest = f"{section}.{f.name}"
         if tp is bool:
@@ -153,6 +159,18 @@ def build_parser(prog: str = "python -m launch.train", description: str = "") ->
     for section in SECTIONS:
         add_dataclass_arguments(parser, SECTION_TYPES[section], section, TITLES[section])
     return parser
+
+
+def given_options(argv: Sequence[str]) -> set:
+    """The dests (``"section.field"``) of the options given in ``argv``, whatever their values
+    (``--resume`` lets exactly these override the saved config). The same options as
+    :func:`build_parser`'s, defaulting to ``argparse.SUPPRESS``, so that only the given ones
+    reach the namespace; arguments it does not know are ignored."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for section in SECTIONS:
+        add_dataclass_arguments(probe, SECTION_TYPES[section], section, TITLES[section], use_defaults=False)
+    ns, _ = probe.parse_known_args(argv)
+    return set(vars(ns))
 
 
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:

@@ -262,6 +262,34 @@ def test_the_projects_own_old_run_configs_load():
                 assert getattr(cfg.ray, name) == data["run"][name], (f, name)
 
 
+def test_given_options_are_exactly_the_flags_on_the_command_line():
+    """What ``--resume`` lets override the saved config: every option given, even at its
+    default value, in any spelling argparse accepts; nothing else."""
+    import dataclasses
+    from launch.config import SECTIONS, TrainConfig, given_options
+    cfg = TrainConfig()
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, section)):
+            flag, value = "--" + f.name.replace("_", "-"), getattr(getattr(cfg, section), f.name)
+            for argv in ([flag] if value is True else [flag.replace("--", "--no-", 1)] if value is False
+                         else [flag, str(value)], [f"{flag}={value}"] if not isinstance(value, bool) else []):
+                if argv:
+                    assert given_options(argv) == {f"{section}.{f.name}"}, argv
+    assert given_options([]) == set()
+    assert given_options(["--env", "memory", "--no-progress", "--learning-r", "1e-3", "--not-ours", "x"]) == \
+        {"env.env", "run.progress", "learner.learning_rate"}
+
+
+def test_no_private_argparse_api():
+    """launch/ builds its parsers from the config dataclasses, never from argparse internals."""
+    import re
+    private = re.compile(r"\._(actions|option_string_actions|action_groups|mutually_exclusive_groups|"
+                         r"defaults|registries|get_positional_actions|get_optional_actions)\b")
+    for path in sorted((ROOT / "launch").glob("*.py")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            assert not private.search(line), f"{path.name}:{i}: {line.strip()}"
+
+
 def test_help_lists_every_component():
     p = subprocess.run([sys.executable, "-m", "launch.train", "--help"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
