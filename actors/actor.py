@@ -29,7 +29,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from actors.config import ActorConfig
 from actors.policy import ActingPolicy, LocalPolicy
+from agents.model import ModelConfig
+from envs import EnvConfig
 from envs.base import EpisodeInfo
 
 
@@ -140,32 +143,36 @@ def _die_with_parent() -> None:
 
 @dataclass
 class ActorSpec:
-    """What an actor process needs to build its env and policy (picklable)."""
+    """What an actor process needs to build its env and policy (picklable): the env, model
+    and actor sections of the run's configuration (never the whole of it), the env's
+    spaces, and which actor life it is."""
 
     actor_index: int
-    incarnation: int
-    config: object              # launch.config.TrainConfig
+    incarnation: int            # restarts of this actor so far (each life seeds its envs anew)
+    env: EnvConfig              # env family, tasks, base seed
+    model: ModelConfig          # the agent an actor builds for itself (--inference actor)
+    actor: ActorConfig          # envs per actor, unroll length, torch threads
     obs_shape: tuple
     obs_dtype: str
     num_actions: int
     num_tasks: int
     free_groups: List[int] = field(default_factory=list)
     action_dims: Optional[Tuple[int, ...]] = None   # the action layout; None: one head over num_actions
+    crash_at_step: int = 0      # fault injection for tests: raise at this env step (0 = never;
+                                # actors.crashes.injected_crash_step)
 
 
 def build_actor_env(spec: ActorSpec):
     from envs import make_vec_env
-    cfg = spec.config
-    return make_vec_env(cfg.env, cfg.actor.envs_per_actor, actor_index=spec.actor_index,
-                        num_actors=cfg.actor.num_actors, seed_offset=spec.incarnation * 100_003)
+    return make_vec_env(spec.env, spec.actor.envs_per_actor, actor_index=spec.actor_index,
+                        num_actors=spec.actor.num_actors, seed_offset=spec.incarnation * 100_003)
 
 
 def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, inference_client=None) -> None:
     """Entry point of a local actor process."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # the trainer coordinates shutdown
-    cfg = spec.config
-    torch.set_num_threads(max(1, cfg.actor.actor_threads))
+    torch.set_num_threads(max(1, spec.actor.actor_threads))
     idx = spec.actor_index
     ppid = os.getppid()
 
@@ -182,12 +189,11 @@ def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, infere
         else:
             from agents.model import build_agent
             from envs.base import ObsSpec
-            agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
+            agent = build_agent(spec.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
                                 spec.num_actions, spec.num_tasks, spec.action_dims)
             policy = LocalPolicy(agent, env.num_envs, shared_params)
         version = policy.sync()
-        crash_at = cfg.run.debug_crash_at_step if (idx == 0 and spec.incarnation == 0) else 0
-        writer = UnrollWriter(env, policy, cfg.actor.unroll_length, crash_at_step=crash_at)
+        writer = UnrollWriter(env, policy, spec.actor.unroll_length, crash_at_step=spec.crash_at_step)
         layout = buffers.layout
         free = set(spec.free_groups)
         slot = 0

@@ -1,4 +1,7 @@
-"""Actor-side options (one dataclass; field help becomes ``--help`` text)."""
+"""Actor-side options: :class:`ActorConfig` (every backend) and :class:`RayConfig` (``--backend ray``).
+
+Field help becomes ``--help`` text (launch/config.py composes the sections).
+"""
 
 from __future__ import annotations
 
@@ -53,3 +56,22 @@ def validate_actor_config(cfg: ActorConfig) -> None:
         raise ValueError(f"--heartbeat-timeout-s must be positive, got {cfg.heartbeat_timeout_s}")
     if cfg.max_crashes_per_minute < 0:
         raise ValueError(f"--max-crashes-per-minute must be >= 0, got {cfg.max_crashes_per_minute}")
+
+
+@dataclass
+class RayConfig:
+    """Options of the Ray backend (``--backend ray``, docs/ray.md)."""
+
+    ray_address: str = field(default="", metadata={
+        "help": "Ray cluster address (empty: start a local Ray instance)"})
+    ray_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs reserved per Ray actor"})
+    ray_broadcast_every: int = field(default=1, metadata={
+        "help": "broadcast parameters through the Ray object store every K updates"})
+
+
+def validate_ray_config(cfg: RayConfig) -> None:
+    """Raise ValueError naming the first invalid option."""
+    if cfg.ray_cpus_per_actor <= 0:
+        raise ValueError(f"--ray-cpus-per-actor must be positive, got {cfg.ray_cpus_per_actor}")
+    if not isinstance(cfg.ray_broadcast_every, int) or cfg.ray_broadcast_every < 1:
+        raise ValueError(f"--ray-broadcast-every must be >= 1, got {cfg.ray_broadcast_every!r}")

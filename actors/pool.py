@@ -27,7 +27,10 @@ import torch
 import torch.multiprocessing as mp
 
 from actors.actor import ActorSpec, actor_main
-from actors.crashes import ActorCrashLoop, CrashWindow
+from actors.config import ActorConfig
+from actors.crashes import ActorCrashLoop, CrashWindow, injected_crash_step
+from agents.model import ModelConfig
+from envs import EnvConfig
 
 if TYPE_CHECKING:
     from actors.inference import InferenceServer
@@ -60,21 +63,26 @@ class Event:
 
 
 class LocalActorPool:
-    def __init__(self, config, buffers, shared_params, *, obs_shape, obs_dtype, num_actions,
-                 num_tasks, inference_server: Optional["InferenceServer"] = None):
-        self.config = config
+    """``env``, ``model``, ``actor``: the sections of the run's configuration every actor is
+    built from (:class:`~actors.actor.ActorSpec`); the pool itself reads ``actor`` (number of
+    actors, heartbeat timeout, crash limit)."""
+
+    def __init__(self, buffers, shared_params, *, env: EnvConfig, model: ModelConfig, actor: ActorConfig,
+                 obs_shape, obs_dtype, num_actions, num_tasks,
+                 inference_server: Optional["InferenceServer"] = None):
+        self.env, self.model, self.actor = env, model, actor
         self.buffers = buffers
         self.layout = buffers.layout
         self.shared_params = shared_params
         self.obs = (tuple(obs_shape), obs_dtype, num_actions, num_tasks)
         self.inference_server = inference_server
         self.ctx = mp.get_context("spawn")
-        n = config.actor.num_actors
+        n = actor.num_actors
         self.heartbeats = torch.zeros(n, dtype=torch.float64).share_memory_()
         self.slots = [_ActorSlot(i) for i in range(n)]
         self.held: Set[int] = set()           # groups handed to the learner, not yet released
         self.restarts = 0
-        self.crashes = CrashWindow(config.actor.max_crashes_per_minute)
+        self.crashes = CrashWindow(actor.max_crashes_per_minute)
         self.closed = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -87,8 +95,9 @@ class LocalActorPool:
         groups = [self.layout.group_id(slot.index, s) for s in range(self.layout.num_groups_per_actor)]
         free = [g for g in groups if g not in self.held]
         obs_shape, obs_dtype, num_actions, num_tasks = self.obs
-        spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
-                         num_actions, num_tasks, free, action_dims=self.buffers.action_dims)
+        spec = ActorSpec(slot.index, slot.incarnation, self.env, self.model, self.actor, obs_shape, obs_dtype,
+                         num_actions, num_tasks, free, action_dims=self.buffers.action_dims,
+                         crash_at_step=injected_crash_step(slot.index, slot.incarnation))
         client = self.inference_server.client() if self.inference_server is not None else None
         self.heartbeats[slot.index] = time.time()
         p = self.ctx.Process(target=actor_main, name=f"actor-{slot.index}",
@@ -178,7 +187,7 @@ class LocalActorPool:
             if p is not None and not p.is_alive() and slot.index not in dead:
                 dead[slot.index] = f"process exited with code {p.exitcode}"
         now = time.time()
-        hb_timeout = self.config.actor.heartbeat_timeout_s
+        hb_timeout = self.actor.heartbeat_timeout_s
         for slot in self.slots:
             if slot.index not in dead and now - float(self.heartbeats[slot.index]) > hb_timeout:
                 dead[slot.index] = f"no heartbeat for {hb_timeout:.0f} s"

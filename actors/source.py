@@ -17,9 +17,12 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple, runtime_chec
 import torch
 
 from actors.buffers import BufferLayout, RolloutBuffers
+from actors.config import ActorConfig
 from actors.inference import InferenceServer
 from actors.params import SharedParams
 from actors.pool import LocalActorPool
+from agents.model import ModelConfig
+from envs import EnvConfig
 from envs.base import EpisodeInfo
 
 Batch = Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]
@@ -100,12 +103,15 @@ SERVER_COLUMNS = ("inference/batch_rows", "inference/forwards", "inference/reque
 
 
 class LocalRolloutSource(Reports):
-    def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
-                 pin_memory: bool = False, inference_server: Optional[InferenceServer] = None):
-        """With ``inference_server`` the actors act through it (``--inference learner``) and no
+    def __init__(self, agent, *, env: EnvConfig, model: ModelConfig, actor: ActorConfig, obs_shape, obs_dtype,
+                 num_actions, num_tasks, pin_memory: bool = False,
+                 inference_server: Optional[InferenceServer] = None):
+        """``env``, ``model``, ``actor``: the sections of the run's configuration the actors are
+        built from (the source itself reads ``actor``: the buffer layout). With
+        ``inference_server`` the actors act through it (``--inference learner``) and no
         parameters are published to shared memory: no actor reads them."""
         super().__init__()
-        a = config.actor
+        a = actor
         self.layout = BufferLayout(a.num_actors, a.num_buffers, a.envs_per_actor, a.unroll_length)
         self.buffers = RolloutBuffers(self.layout, obs_shape, obs_dtype, num_actions, agent.state_spec(),
                                       action_dims=agent.action_dims)
@@ -118,9 +124,9 @@ class LocalRolloutSource(Reports):
         else:
             inference_server.update_params(agent, self._version)
         self.scalar_columns = QUEUE_COLUMNS + (SERVER_COLUMNS if inference_server is not None else ())
-        self.pool = LocalActorPool(config, self.buffers, self.params, obs_shape=obs_shape,
-                                   obs_dtype=obs_dtype, num_actions=num_actions, num_tasks=num_tasks,
-                                   inference_server=inference_server)
+        self.pool = LocalActorPool(self.buffers, self.params, env=env, model=model, actor=actor,
+                                   obs_shape=obs_shape, obs_dtype=obs_dtype, num_actions=num_actions,
+                                   num_tasks=num_tasks, inference_server=inference_server)
         self.pin_memory = pin_memory
         self.pending: deque = deque()                  # (group, row) of full rows, oldest first
         self.remaining: Dict[int, int] = {}            # group -> rows not yet copied out

@@ -93,14 +93,13 @@ def usable_cores() -> int:
 
 def parse(argv: Sequence[str]):
     """(bench args, base TrainConfig) with the bench's defaults for options not given."""
-    from launch.config import build_parser, config_from_args, validate_config
-    from launch.train import explicit_flags
+    from launch.config import build_parser, config_from_args, given_options, validate_config
     from learner.device import resolve_device
 
     args, rest = bench_parser().parse_known_args(argv)
     train_parser = build_parser(prog="python -m launch.bench")
     cfg = config_from_args(train_parser.parse_args(rest))
-    given = explicit_flags(train_parser, rest)
+    given = given_options(rest)
     device = resolve_device(cfg.run.device)
     cores = usable_cores()
     a = cfg.actor

@@ -165,8 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = cfg.actor
     print(f"env {cfg.env.env}; core {cfg.model.core}; {a.num_actors} actors x {a.envs_per_actor} envs, "
           f"{a.num_buffers} buffers each; batch {a.batch_size} x unroll {a.unroll_length}; "
-          f"ray: {cfg.run.ray_cpus_per_actor:g} CPUs per actor, parameters every "
-          f"{cfg.run.ray_broadcast_every} update(s), {cfg.run.ray_address or 'local instance'}; "
+          f"ray: {cfg.ray.ray_cpus_per_actor:g} CPUs per actor, parameters every "
+          f"{cfg.ray.ray_broadcast_every} update(s), {cfg.ray.ray_address or 'local instance'}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for backend in args.backends:

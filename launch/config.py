@@ -1,5 +1,11 @@
 """The training configuration: one dataclass per component, composed into TrainConfig.
 
+Sections: ``env`` (:class:`envs.EnvConfig`), ``model`` (:class:`agents.model.ModelConfig`),
+``actor`` (:class:`actors.config.ActorConfig`), ``learner`` (:class:`learner.learner.LearnerConfig`),
+``run`` (:class:`RunConfig`: the run directory, the loop, checkpoints, logging) and ``ray``
+(:class:`actors.config.RayConfig`). Each component is handed only its own sections by the
+composition root (:mod:`launch.trainer`), never the whole TrainConfig.
+
 Every field becomes a command-line flag (``learning_rate`` -> ``--learning-rate``;
 booleans get ``--flag/--no-flag``) whose help text is the field's ``help`` metadata,
 grouped by component in ``--help``. Defaults are the SRWM paper's
@@ -17,7 +23,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence
 
-from actors.config import ActorConfig, validate_actor_config
+from actors.config import ActorConfig, RayConfig, validate_actor_config, validate_ray_config
 from agents.model import ModelConfig, validate_model_config
 from envs import EnvConfig, validate_env_config
 from learner.checkpoint import model_config_from_dict, section_from_dict
@@ -33,9 +39,6 @@ class RunConfig:
     total_steps: int = field(default=300_000_000, metadata={"help": "environment steps to train for"})
     device: str = field(default="auto", metadata={"help": "learner device: auto (cuda if available), cpu, cuda, cuda:N"})
     backend: str = field(default="local", metadata={"help": "actor backend: local (processes) or ray"})
-    ray_address: str = field(default="", metadata={"help": "Ray cluster address (empty: start a local Ray instance)"})
-    ray_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs reserved per Ray actor"})
-    ray_broadcast_every: int = field(default=1, metadata={"help": "broadcast parameters through the Ray object store every K updates"})
     resume: bool = field(default=False, metadata={"help": "continue the run in the run directory from its newest "
                                                           "loadable checkpoint (a run that has none starts from "
                                                           "the beginning)"})
@@ -46,7 +49,6 @@ class RunConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar on the terminal"})
     eval_episodes: int = field(default=0, metadata={"help": "after training, evaluate this many episodes per task "
                                                              "on the test1 split (0 = skip)"})
-    debug_crash_at_step: int = field(default=0, metadata={"help": "testing: actor 0 raises at this env step of its first life (0 = off)"})
 
 
 @dataclass
@@ -56,9 +58,15 @@ class TrainConfig:
     actor: ActorConfig = field(default_factory=ActorConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
-SECTIONS = ("env", "model", "actor", "learner", "run")
+SECTIONS = ("env", "model", "actor", "learner", "run", "ray")
+SECTION_TYPES = {"env": EnvConfig, "model": ModelConfig, "actor": ActorConfig, "learner": LearnerConfig,
+                 "run": RunConfig, "ray": RayConfig}
+#: the ``--help`` group of each section
+TITLES = {"env": "environment", "model": "model", "actor": "actors", "learner": "learner", "run": "run",
+          "ray": "ray (--backend ray)"}
 
 
 def validate_run_config(cfg: RunConfig) -> None:
@@ -67,14 +75,12 @@ def validate_run_config(cfg: RunConfig) -> None:
     if cfg.backend not in ("local", "ray"):
         raise ValueError(f"--backend must be 'local' or 'ray', got {cfg.backend!r}")
     check_device(cfg.device)
-    for name in ("checkpoint_interval_s", "log_interval_s", "ray_cpus_per_actor"):
+    for name in ("checkpoint_interval_s", "log_interval_s"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    for name in ("keep_checkpoints", "eval_episodes", "debug_crash_at_step"):
+    for name in ("keep_checkpoints", "eval_episodes"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.ray_broadcast_every < 1:
-        raise ValueError(f"--ray-broadcast-every must be >= 1, got {cfg.ray_broadcast_every}")
     if cfg.name and ("/" in cfg.name or "\0" in cfg.name or cfg.name in (".", "..")):
         raise ValueError(f"--name must be a plain folder name, got {cfg.name!r}")
     if len(cfg.name.encode("utf-8", "surrogateescape")) > NAME_MAX:
@@ -103,6 +109,7 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.run.backend == "ray" and cfg.actor.inference == "learner":
         raise ValueError("--inference learner works with --backend local only (Ray actors act on their own copies)")
     validate_actor_config(cfg.actor)
+    validate_ray_config(cfg.ray)
     validate_learner_config(cfg.learner)
     validate_model_config(cfg.model)
     validate_env_config(cfg.env)
@@ -122,12 +129,18 @@ def _base_type(tp):
     return tp
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, title: str) -> None:
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, title: str, *,
+                            use_defaults: bool = True) -> None:
+    """One option per field of ``cls`` (dest ``section.field``) in a group titled ``title``.
+    ``use_defaults=False``: every option defaults to ``argparse.SUPPRESS`` (absent from the
+    namespace unless given; :func:`given_options`)."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         tp = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if not use_defaults:
+            default = argparse.SUPPRESS
         help_text = f.metadata.get("help", "")
         dest = f"{section}.{f.name}"
         if tp is bool:
@@ -143,11 +156,21 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, section: str, 
 
 def build_parser(prog: str = "python -m launch.train", description: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    for section, cls, title in (("env", EnvConfig, "environment"), ("model", ModelConfig, "model"),
-                                ("actor", ActorConfig, "actors"), ("learner", LearnerConfig, "learner"),
-                                ("run", RunConfig, "run")):
-        add_dataclass_arguments(parser, cls, section, title)
+    for section in SECTIONS:
+        add_dataclass_arguments(parser, SECTION_TYPES[section], section, TITLES[section])
     return parser
+
+
+def given_options(argv: Sequence[str]) -> set:
+    """The dests (``"section.field"``) of the options given in ``argv``, whatever their values
+    (``--resume`` lets exactly these override the saved config). The same options as
+    :func:`build_parser`'s, defaulting to ``argparse.SUPPRESS``, so that only the given ones
+    reach the namespace; arguments it does not know are ignored."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for section in SECTIONS:
+        add_dataclass_arguments(probe, SECTION_TYPES[section], section, TITLES[section], use_defaults=False)
+    ns, _ = probe.parse_known_args(argv)
+    return set(vars(ns))
 
 
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
@@ -156,9 +179,7 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
         if "." in key:
             section, name = key.split(".", 1)
             parts[section][name] = value
-    return TrainConfig(env=EnvConfig(**parts["env"]), model=ModelConfig(**parts["model"]),
-                       actor=ActorConfig(**parts["actor"]), learner=LearnerConfig(**parts["learner"]),
-                       run=RunConfig(**parts["run"]))
+    return TrainConfig(**{s: SECTION_TYPES[s](**parts[s]) for s in SECTIONS})
 
 
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
@@ -169,13 +190,25 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def upgrade_config_dict(d: dict) -> dict:
+    """A saved config in today's layout (the one place old ``config.json`` files are upgraded;
+    old model sections: :func:`learner.checkpoint.model_config_from_dict`).
+
+    Configs saved before the ``ray`` section existed kept the Ray options in ``run``."""
+    d = dict(d)
+    if "ray" not in d:
+        run = d.get("run") if isinstance(d.get("run"), dict) else {}
+        names = {f.name for f in fields(RayConfig)}
+        d["ray"] = {k: v for k, v in run.items() if k in names}
+    return d
+
+
 def config_from_dict(d: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from plain data, ignoring fields this version does not know
-    (old model sections get the IDSIA RL SRWM options: :func:`learner.checkpoint.model_config_from_dict`)."""
-    return TrainConfig(env=section_from_dict(EnvConfig, d.get("env")), model=model_config_from_dict(d.get("model")),
-                       actor=section_from_dict(ActorConfig, d.get("actor")),
-                       learner=section_from_dict(LearnerConfig, d.get("learner")),
-                       run=section_from_dict(RunConfig, d.get("run")))
+    """Rebuild a TrainConfig from plain data (an old layout is upgraded first:
+    :func:`upgrade_config_dict`), ignoring fields this version does not know."""
+    d = upgrade_config_dict(d)
+    sections = {s: section_from_dict(SECTION_TYPES[s], d.get(s)) for s in SECTIONS if s != "model"}
+    return TrainConfig(model=model_config_from_dict(d.get("model")), **sections)
 
 
 def save_config(cfg: TrainConfig, path) -> None:

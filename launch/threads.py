@@ -77,7 +77,7 @@ def plan_threads(cores: int, num_actors: int, learner_on_gpu: bool, *, local_act
 
 def plan_for_config(cfg, device_type: str, cores: int | None = None) -> ThreadLayout:
     """The layout of a :class:`launch.config.TrainConfig` whose learner runs on ``device_type``."""
-    local = cfg.run.backend == "local" or not cfg.run.ray_address
+    local = cfg.run.backend == "local" or not cfg.ray.ray_address
     actor_torch = cfg.actor.inference == "actor"
     layout = plan_threads(cores or available_cores(), cfg.actor.num_actors, device_type == "cuda",
                           local_actors=local, learner_threads=cfg.learner.learner_threads,

@@ -17,7 +17,6 @@ any process starts and without touching an existing run directory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -31,27 +30,13 @@ import numpy as np
 import torch
 
 from launch.config import (TrainConfig, build_parser, config_from_args, config_from_dict,
-                           config_to_dict, validate_config)
+                           config_to_dict, given_options, validate_config)
 
 log = logging.getLogger("launch.train")
 
 
 class UsageError(Exception):
     """Bad input: reported in one line, exit code 2."""
-
-
-def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set:
-    """Dests of the options given explicitly on the command line."""
-    probe = argparse.ArgumentParser(add_help=False)
-    for action in parser._actions:
-        if action.option_strings and action.dest != "help":
-            kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
-            if isinstance(action, argparse.BooleanOptionalAction):
-                probe.add_argument(*action.option_strings, action=argparse.BooleanOptionalAction, **kwargs)
-            else:
-                probe.add_argument(*action.option_strings, type=action.type, **kwargs)
-    ns, _ = probe.parse_known_args(argv)
-    return set(vars(ns))
 
 
 def default_run_name(cfg: TrainConfig) -> str:
@@ -86,7 +71,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
     parser = build_parser(description=__doc__.split("\n\n")[0])
     ns = parser.parse_args(argv)
     cfg = config_from_args(ns)
-    given = explicit_flags(parser, argv)
+    given = given_options(argv)
 
     payload = None
     if cfg.run.resume:

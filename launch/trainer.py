@@ -167,23 +167,22 @@ class Trainer:
 
     # -- pieces ------------------------------------------------------------------------
     def make_source(self):
+        """The rollout source of ``--backend`` (and the inference server of ``--inference
+        learner``), each given only the sections of the configuration it reads."""
         cfg = self.cfg
-        pin = self.device.type == "cuda"
+        actors = dict(env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=self.obs_spec.shape,
+                      obs_dtype=self.obs_spec.dtype, num_actions=self.num_actions,
+                      num_tasks=len(self.task_names), pin_memory=self.device.type == "cuda")
         server = None
         if cfg.actor.inference == "learner":
             from actors.inference import InferenceServer
-            server = InferenceServer(cfg, self.learner.agent, device=self.device)
+            server = InferenceServer(cfg.actor, self.learner.agent, device=self.device)
         self.inference_server = server
         if cfg.run.backend == "ray":
             from actors.ray_backend import RayRolloutSource
-            return RayRolloutSource(cfg, self.learner.agent, obs_shape=self.obs_spec.shape,
-                                    obs_dtype=self.obs_spec.dtype, num_actions=self.num_actions,
-                                    num_tasks=len(self.task_names), pin_memory=pin)
+            return RayRolloutSource(self.learner.agent, ray_config=cfg.ray, **actors)
         from actors.source import LocalRolloutSource
-        return LocalRolloutSource(cfg, self.learner.agent, obs_shape=self.obs_spec.shape,
-                                  obs_dtype=self.obs_spec.dtype, num_actions=self.num_actions,
-                                  num_tasks=len(self.task_names), pin_memory=pin,
-                                  inference_server=server)
+        return LocalRolloutSource(self.learner.agent, inference_server=server, **actors)
 
     def checkpoint(self) -> Path:
         """Write a checkpoint; CheckpointWriteError (one line) when it cannot be written."""

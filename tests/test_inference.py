@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,10 +42,9 @@ def make_agent(core="srwm", seed=0):
 
 
 def make_cfg(num_actors=1, envs=3, max_batch=0, timeout_ms=2.0):
-    # the server reads only cfg.actor of the run's TrainConfig
-    return SimpleNamespace(actor=ActorConfig(num_actors=num_actors, envs_per_actor=envs, batch_size=1,
-                                             inference="learner", inference_max_batch=max_batch,
-                                             inference_timeout_ms=timeout_ms, heartbeat_timeout_s=30.0))
+    """The server's configuration: the actor section of the run's (nothing else of it)."""
+    return ActorConfig(num_actors=num_actors, envs_per_actor=envs, batch_size=1, inference="learner",
+                       inference_max_batch=max_batch, inference_timeout_ms=timeout_ms, heartbeat_timeout_s=30.0)
 
 
 def make_inputs(rng, n, done_p=0.2):
@@ -422,14 +420,14 @@ def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
     counters under the columns it declares."""
     from actors.policy import ActingPolicy
     from actors.source import LocalRolloutSource, RolloutSource
-    from launch.config import TrainConfig
+    from envs import EnvConfig
     agent = make_agent("srwm")
-    cfg = TrainConfig()
-    cfg.actor = make_cfg(num_actors=2, envs=3).actor
-    cfg.actor.num_buffers, cfg.actor.unroll_length = 2, 4
-    server = InferenceServer(cfg, agent, device="cpu")
-    src = LocalRolloutSource(cfg, agent, obs_shape=(OBS_DIM,), obs_dtype="float32", num_actions=NUM_ACTIONS,
-                             num_tasks=1, inference_server=server)
+    actor = make_cfg(num_actors=2, envs=3)
+    actor.num_buffers, actor.unroll_length = 2, 4
+    sections = dict(env=EnvConfig(env="memory"), model=ModelConfig(core="srwm", **SMALL), actor=actor,
+                    obs_shape=(OBS_DIM,), obs_dtype="float32", num_actions=NUM_ACTIONS, num_tasks=1)
+    server = InferenceServer(actor, agent, device="cpu")
+    src = LocalRolloutSource(agent, inference_server=server, **sections)
     try:
         assert isinstance(src, RolloutSource)
         assert isinstance(server.client(), ActingPolicy) and isinstance(LocalPolicy(agent, 3), ActingPolicy)
@@ -441,8 +439,7 @@ def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
         assert {"inference/batch_rows", "time/server_forward", "queue/full_rows"} <= set(scalars)
     finally:
         src.stop()
-    local = LocalRolloutSource(cfg, agent, obs_shape=(OBS_DIM,), obs_dtype="float32",
-                               num_actions=NUM_ACTIONS, num_tasks=1)
+    local = LocalRolloutSource(agent, **sections)
     try:
         assert local.params is not None and local.version == 1 and local.publish(agent) == 2
         assert list(local.take_scalars()) == list(local.scalar_columns)
@@ -627,9 +624,9 @@ def test_training_run_with_learner_inference_survives_an_actor_crash(tmp_path):
             "--d-ff", "32", "--feature-size", "16", "--num-actors", "2", "--envs-per-actor", "2",
             "--batch-size", "4", "--unroll-length", "10", "--learner-threads", "1", "--no-progress",
             "--log-interval-s", "0.5", "--inference", "learner", "--inference-timeout-ms", "5",
-            "--debug-crash-at-step", "25", "--total-steps", "600", "--runs-dir", str(tmp_path), "--name", "inf"]
+            "--total-steps", "600", "--runs-dir", str(tmp_path), "--name", "inf"]
     p = subprocess.run([sys.executable, "-m", "launch.train", *args], cwd=root, capture_output=True, text=True,
-                       timeout=280, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                       timeout=280, env=dict(os.environ, PYTHONUNBUFFERED="1", FWRL_DEBUG_CRASH_AT_STEP="25"))
     assert p.returncode == 0, p.stderr[-4000:]
     summary = json.loads((tmp_path / "inf" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] >= 600, summary

@@ -99,8 +99,8 @@ def test_batch_rows_come_from_several_unrolls_in_order():
                    "--batch-size", "5", "--unroll-length", "4", "--num-buffers", "2")
     obs_spec, A, tasks = describe_env(cfg.env)
     agent = build_agent(cfg.model, obs_spec, A, len(tasks))
-    src = RayRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                           num_actions=A, num_tasks=len(tasks))
+    src = RayRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, ray_config=cfg.ray,
+                           obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype, num_actions=A, num_tasks=len(tasks))
     T, N = 4, 3
     unrolls = [(a, k, _fake_unroll(T, N, A, 32, a, k, version=10 + 2 * k + a)) for k in range(2) for a in range(2)]
     for a, _, u in unrolls:
@@ -138,8 +138,8 @@ def test_parameters_broadcast_every_k_updates_and_load_exactly(local_ray, tmp_pa
     obs_spec, A, tasks = describe_env(cfg.env)
     torch.manual_seed(1)
     agent = build_agent(cfg.model, obs_spec, A, len(tasks))
-    src = RayRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                           num_actions=A, num_tasks=len(tasks))
+    src = RayRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, ray_config=cfg.ray,
+                           obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype, num_actions=A, num_tasks=len(tasks))
     src.param_server = _RemoteParameterServer.remote()      # what start() does, without actors
     src._broadcast(src._initial_params, src.version)
     seen = []
@@ -287,16 +287,17 @@ def _tagged_processes(tag):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cli_ray_run_restarts_crashed_actor_stops_on_sigterm_and_leaves_nothing_behind(tmp_path):
-    """``launch.train --backend ray``: actor 0's env raises at step 30 and the actor is
+    """``launch.train --backend ray``: actor 0's env raises at step 30 (``FWRL_DEBUG_CRASH_AT_STEP``,
+    read by the trainer, reaches the Ray actor through its spec) and the actor is
     recreated; SIGTERM then finishes the update, checkpoints and stops (Ray's own SIGTERM
     handler would abort); meanwhile every Ray process listens on loopback only with token
     authentication on; afterwards no process of the run is left."""
     tag = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(PYTHONUNBUFFERED="1", RAY_BACKEND_TEST_TAG=tag)
+    env.update(PYTHONUNBUFFERED="1", RAY_BACKEND_TEST_TAG=tag, FWRL_DEBUG_CRASH_AT_STEP="30")
     run_dir = tmp_path / "cli"
     cmd = [sys.executable, "-m", "launch.train", *BASE, "--backend", "ray", "--runs-dir", str(tmp_path),
-           "--name", "cli", "--total-steps", "10000000", "--debug-crash-at-step", "30"]
+           "--name", "cli", "--total-steps", "10000000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     listening, names, auth_modes = set(), set(), set()
     t0, signalled = time.time(), False

@@ -31,10 +31,12 @@ def dev_shm_names():
         return set()
 
 
-def start_train(tmp_path, args):
+def start_train(tmp_path, args, **env):
+    """``launch.train`` in a subprocess; ``env``: extra environment variables (e.g.
+    ``FWRL_DEBUG_CRASH_AT_STEP``, the fault injection of actors.crashes)."""
     return subprocess.Popen([sys.executable, "-m", "launch.train", "--runs-dir", str(tmp_path), *BASE, *args],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
 
 
 def wait_for(cond, timeout, what):
@@ -73,7 +75,7 @@ def assert_gone(procs, timeout=15):
 
 @pytest.mark.timeout(300)
 def test_env_raising_restarts_the_actor_and_training_finishes(tmp_path):
-    p = start_train(tmp_path, ["--name", "crash", "--total-steps", "1200", "--debug-crash-at-step", "15"])
+    p = start_train(tmp_path, ["--name", "crash", "--total-steps", "1200"], FWRL_DEBUG_CRASH_AT_STEP="15")
     out, err = p.communicate(timeout=240)
     assert p.returncode == 0, err[-3000:]
     import json
@@ -84,8 +86,55 @@ def test_env_raising_restarts_the_actor_and_training_finishes(tmp_path):
     assert "actor_restarts" in rows.splitlines()[0]
 
 
-def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
+@pytest.mark.timeout(300)
+def test_injected_crash_is_restarted_by_the_pool(monkeypatch):
+    """``FWRL_DEBUG_CRASH_AT_STEP`` (the tests' fault injection, not a command-line option)
+    makes actor 0 raise in its first life; the pool restarts it with fresh envs, once, and
+    batches keep coming."""
+    from actors.crashes import CRASH_AT_STEP_VAR
+    from actors.source import LocalRolloutSource
+    from agents.model import ModelConfig, build_agent
+    from envs import EnvConfig, describe_env
     from launch.config import TrainConfig
+
+    monkeypatch.setenv(CRASH_AT_STEP_VAR, "15")
+    cfg = TrainConfig()
+    cfg.env = EnvConfig(env="counting:1000")
+    cfg.model = ModelConfig(core="ff", encoder="mlp", hidden_size=16, feature_size=16)
+    cfg.actor.num_actors, cfg.actor.envs_per_actor, cfg.actor.unroll_length = 2, 2, 10
+    cfg.actor.batch_size = 2
+    obs_spec, num_actions, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+    src = LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
+                             obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
+    src.start()
+    try:
+        after, t0 = 0, time.time()
+        while time.time() - t0 < 120 and not (src.restarts >= 1 and after >= 4):
+            if src.get_batch(2, timeout=0.2) is not None and src.restarts >= 1:
+                after += 1
+        crashed, other = src.pool.slots
+        assert src.restarts == 1 and after >= 4, (src.restarts, after)
+        assert crashed.incarnation == 1 and "injected env failure at step 15" in crashed.last_error
+        assert other.incarnation == 0
+    finally:
+        src.stop()
+
+
+def test_injected_crash_step_is_read_from_the_environment(monkeypatch):
+    from actors.crashes import CRASH_AT_STEP_VAR, injected_crash_step
+    monkeypatch.delenv(CRASH_AT_STEP_VAR, raising=False)
+    assert injected_crash_step(0, 0) == 0
+    monkeypatch.setenv(CRASH_AT_STEP_VAR, "7")
+    assert [injected_crash_step(a, i) for a, i in ((0, 0), (0, 1), (1, 0))] == [7, 0, 0]
+    for bad in ("-1", "x", "1.5"):
+        monkeypatch.setenv(CRASH_AT_STEP_VAR, bad)
+        with pytest.raises(ValueError, match=f"{CRASH_AT_STEP_VAR} must be a non-negative integer"):
+            injected_crash_step(0, 0)
+
+
+def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
+    from actors.config import ActorConfig
     from actors.pool import ActorCrashLoop, LocalActorPool
 
     class FakeProc:
@@ -101,9 +150,8 @@ def test_crash_loop_stops_the_run_naming_the_actor(tmp_path):
     from actors.crashes import CrashWindow
     from actors.pool import _ActorSlot
 
-    cfg = TrainConfig()
     pool = LocalActorPool.__new__(LocalActorPool)
-    pool.config, pool.crashes, pool.inference_server, pool.restarts = cfg, CrashWindow(2), None, 0
+    pool.actor, pool.crashes, pool.inference_server, pool.restarts = ActorConfig(), CrashWindow(2), None, 0
     pool.slots = [_ActorSlot(0), _ActorSlot(1)]
     spawned = []
     pool._spawn = lambda slot: spawned.append(slot.index)
@@ -132,11 +180,11 @@ def test_a_group_written_twice_stops_the_run_instead_of_restarting_the_actor():
     """An invariant violation is a bug: the pool fails loudly, it does not restart the actor."""
     import multiprocessing
     from actors.crashes import CrashWindow
+    from actors.config import ActorConfig
     from actors.pool import ActorProtocolError, LocalActorPool, _ActorSlot
-    from launch.config import TrainConfig
 
     pool = LocalActorPool.__new__(LocalActorPool)
-    pool.config, pool.crashes, pool.inference_server, pool.restarts = TrainConfig(), CrashWindow(10), None, 0
+    pool.actor, pool.crashes, pool.inference_server, pool.restarts = ActorConfig(), CrashWindow(10), None, 0
     pool.heartbeats = torch.full((1,), time.time(), dtype=torch.float64)
     ours, theirs = multiprocessing.Pipe(duplex=True)
     pool.slots = [_ActorSlot(0, process=None, conn=ours)]
@@ -167,8 +215,8 @@ def test_kill_9_of_an_actor_discards_its_partial_unroll(tmp_path):
     cfg.actor.batch_size = 2
     obs_spec, num_actions, tasks = describe_env(cfg.env)
     agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    src = LocalRolloutSource(cfg, agent, obs_shape=obs_spec.shape, obs_dtype=obs_spec.dtype,
-                             num_actions=num_actions, num_tasks=len(tasks))
+    src = LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
+                             obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
     src.start()
     try:
         batches = []
@@ -433,10 +481,10 @@ def test_nan_loss_skips_update_then_stops(tmp_path):
 
 # == never lose a run: locks, rotation, non-finite weights, validation, one-line failures ==
 
-def run_cmd(tmp_path, args, timeout=240, prefix=()):
+def run_cmd(tmp_path, args, timeout=240, prefix=(), **env):
     return subprocess.run([*prefix, sys.executable, "-m", "launch.train", "--runs-dir", str(tmp_path), *BASE,
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                          env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
 
 
 def assert_one_line_failure(stderr, *needles):
@@ -683,8 +731,8 @@ def test_nan_and_inf_are_refused_for_every_float_option(tmp_path, flag, value):
 @pytest.mark.timeout(300)
 def test_actor_crash_loop_ends_in_one_line_and_a_summary(tmp_path):
     run_dir = tmp_path / "loop"
-    q = run_cmd(tmp_path, ["--name", "loop", "--total-steps", str(10**9), "--debug-crash-at-step", "3",
-                           "--max-crashes-per-minute", "0"])
+    q = run_cmd(tmp_path, ["--name", "loop", "--total-steps", str(10**9), "--max-crashes-per-minute", "0"],
+                FWRL_DEBUG_CRASH_AT_STEP="3")
     assert q.returncode == 1, (q.returncode, q.stderr[-3000:])
     assert_one_line_failure(q.stderr, "crashes within a minute", "actor 0", "injected env failure")
     import json

@@ -199,13 +199,114 @@ def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
     assert "lstm_hidden_size" in err and len(err.strip().splitlines()) == 1
 
 
+def _old_layout_config():
+    """A config.json as runs saved it before the ``ray`` section: the Ray options under ``run``
+    (with values that are not the defaults) and the since removed ``debug_crash_at_step``."""
+    from launch.config import TrainConfig, config_to_dict
+    cfg = TrainConfig()
+    cfg.env.env, cfg.model.core, cfg.model.lstm_hidden_size = "memory", "lstm", 16
+    old = config_to_dict(cfg)
+    del old["ray"]
+    old["run"].update(ray_address="10.1.2.3:6379", ray_cpus_per_actor=0.5, ray_broadcast_every=4,
+                      debug_crash_at_step=0)
+    return old
+
+
+def test_old_layout_config_loads_for_resume_and_evaluation(tmp_path, caplog):
+    """Runs saved before the ``ray`` section kept the Ray options in ``run``: their config.json
+    (and the config inside their checkpoints) still loads, for ``--resume`` (explicit flags
+    still override, and the config is rewritten in today's layout) and for evaluation."""
+    from actors.config import RayConfig
+    from agents.model import build_agent
+    from envs import describe_env
+    from launch.config import config_from_dict
+    from launch.train import prepare
+    from learner.checkpoint import save_checkpoint
+    from learner.evaluation.loading import load_policy
+    old = _old_layout_config()
+    cfg = config_from_dict(old)
+    assert cfg.ray == RayConfig(ray_address="10.1.2.3:6379", ray_cpus_per_actor=0.5, ray_broadcast_every=4)
+    assert not hasattr(cfg.run, "ray_address")
+    # a run directory of that version, with a checkpoint whose payload holds the old layout too
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(old))
+    spec, A, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, spec, A, len(tasks))
+    save_checkpoint(d, {"config": old, "architecture": agent.architecture(),
+                        "learner": {"counters": {"steps": 0, "updates": 0}, "model": agent.state_dict()},
+                        "run": {"task_names": tasks}}, 1)
+    loaded = load_policy(d)
+    assert loaded.model.core == "lstm" and loaded.task_names == tasks
+    got = prepare(["--runs-dir", str(tmp_path), "--name", "old", "--resume", "--ray-broadcast-every", "2"])
+    got[-1].release()
+    resumed, payload = got[0], got[6]
+    assert payload is not None
+    assert resumed.ray == RayConfig(ray_address="10.1.2.3:6379", ray_cpus_per_actor=0.5, ray_broadcast_every=2)
+    assert resumed.model.core == "lstm" and resumed.env.env == "memory"
+    saved = json.loads((d / "config.json").read_text())
+    assert saved["ray"] == {"ray_address": "10.1.2.3:6379", "ray_cpus_per_actor": 0.5, "ray_broadcast_every": 2}
+    assert not any(k.startswith("ray_") or k == "debug_crash_at_step" for k in saved["run"])
+
+
+def test_the_projects_own_old_run_configs_load():
+    """The config.json files kept under docs/learning/ were saved before the ``ray`` section."""
+    from launch.config import config_from_dict
+    files = sorted((ROOT / "docs" / "learning").rglob("*config.json"))
+    assert files
+    for f in files:
+        data = json.loads(f.read_text())
+        cfg = config_from_dict(data)
+        for name in ("ray_address", "ray_cpus_per_actor", "ray_broadcast_every"):
+            if name in data.get("run", {}):
+                assert getattr(cfg.ray, name) == data["run"][name], (f, name)
+
+
+def test_given_options_are_exactly_the_flags_on_the_command_line():
+    """What ``--resume`` lets override the saved config: every option given, even at its
+    default value, in any spelling argparse accepts; nothing else."""
+    import dataclasses
+    from launch.config import SECTIONS, TrainConfig, given_options
+    cfg = TrainConfig()
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, section)):
+            flag, value = "--" + f.name.replace("_", "-"), getattr(getattr(cfg, section), f.name)
+            for argv in ([flag] if value is True else [flag.replace("--", "--no-", 1)] if value is False
+                         else [flag, str(value)], [f"{flag}={value}"] if not isinstance(value, bool) else []):
+                if argv:
+                    assert given_options(argv) == {f"{section}.{f.name}"}, argv
+    assert given_options([]) == set()
+    assert given_options(["--env", "memory", "--no-progress", "--learning-r", "1e-3", "--not-ours", "x"]) == \
+        {"env.env", "run.progress", "learner.learning_rate"}
+
+
+def test_no_private_argparse_api():
+    """launch/ builds its parsers from the config dataclasses, never from argparse internals."""
+    import re
+    private = re.compile(r"\._(actions|option_string_actions|action_groups|mutually_exclusive_groups|"
+                         r"defaults|registries|get_positional_actions|get_optional_actions)\b")
+    for path in sorted((ROOT / "launch").glob("*.py")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            assert not private.search(line), f"{path.name}:{i}: {line.strip()}"
+
+
 def test_help_lists_every_component():
     p = subprocess.run([sys.executable, "-m", "launch.train", "--help"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0
     for flag in ("--core", "--env", "--num-actors", "--batch-size", "--unroll-length", "--learning-rate",
-                 "--entropy-cost", "--num-heads", "--detach-each-step", "--resume", "--backend"):
+                 "--entropy-cost", "--num-heads", "--detach-each-step", "--resume", "--backend",
+                 "--ray-address", "--ray-cpus-per-actor", "--ray-broadcast-every"):
         assert flag in p.stdout, flag
+    assert "debug" not in p.stdout.lower()          # fault injection is no option (actors/crashes.py)
+
+
+def test_fault_injection_is_not_a_command_line_option(tmp_path, capsys):
+    from launch.train import main
+    with pytest.raises(SystemExit) as e:
+        main(["--runs-dir", str(tmp_path), "--name", "x", "--env", "memory", "--debug-crash-at-step", "3"])
+    assert e.value.code == 2 and "unrecognized arguments: --debug-crash-at-step" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("core", ["lstm", "linear_transformer", "deltanet", "rec_delta", "delta_rnn", "srwm"])

@@ -7,6 +7,7 @@ make updates, account their time and hand every buffer back.
 
 import json
 
+import pytest
 import torch
 
 
@@ -62,3 +63,52 @@ def test_bench_actor_and_end_to_end_phases_run_the_trainer(tmp_path, capsys):
     assert e2e["updates"] >= 2 and e2e["e2e_sps"] > 0 and e2e["trained_steps"] == e2e["updates"] * 2 * 4
     assert e2e["time_learn_s"] > 0 and e2e["time_wait_batch_s"] >= 0
     assert "end to end" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("inference,shared_memory", [("actor", True), ("learner", False)])
+def test_parameters_go_to_shared_memory_only_when_actors_read_them(inference, shared_memory, monkeypatch):
+    """``--inference actor``: the trainer publishes every update to shared memory, where the
+    actors read it. ``--inference learner``: no actor reads shared-memory parameters, so
+    none are made or written; the inference server gets every version instead."""
+    from actors.params import SharedParams
+    from agents.model import build_agent
+    from envs import describe_env
+    from launch.trainer import Trainer
+
+    made, written = [], []
+    real_init, real_publish = SharedParams.__init__, SharedParams.publish
+
+    def counting_init(self, model):
+        made.append(1)
+        real_init(self, model)
+
+    def counting_publish(self, model):
+        written.append(1)
+        return real_publish(self, model)
+
+    monkeypatch.setattr(SharedParams, "__init__", counting_init)
+    monkeypatch.setattr(SharedParams, "publish", counting_publish)
+    cfg = tiny_config("--inference", inference)
+    obs_spec, num_actions, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+    trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
+    trainer.start()
+    try:
+        made_updates, tries = 0, 0
+        while made_updates < 2:
+            made_updates += trainer.step()
+            tries += 1
+            assert tries < 6000, "no batch from the actor within about 5 minutes"
+    finally:
+        trainer.stop()
+    versions = 1 + 1 + 2                    # the initial set, the one start() publishes, two updates
+    assert trainer.source.version == versions
+    if shared_memory:
+        assert made == [1] and len(written) == versions and trainer.source.params.version == versions
+        assert trainer.inference_server is None
+    else:
+        assert made == [] and written == [] and trainer.source.params is None
+        server = trainer.inference_server
+        assert server.version == versions
+        for p, q in zip(server.agent.parameters(), trainer.learner.agent.parameters()):
+            assert torch.equal(p, q.detach())

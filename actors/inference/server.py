@@ -73,6 +73,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from actors.config import ActorConfig
 from actors.inference import planner
 from actors.inference.client import InferenceClient
 from actors.inference.planner import Forward
@@ -122,13 +123,13 @@ class ServerStats:
 class InferenceServer:
     """Dynamic-batching policy server on the learner's device (a thread of the trainer).
 
-    ``InferenceServer(cfg, agent, device)``: ``cfg`` is the run's ``TrainConfig``
-    (``cfg.actor``: ``num_actors``, ``envs_per_actor``, ``inference_max_batch``,
-    ``inference_timeout_ms``, ``heartbeat_timeout_s``); ``agent`` is copied.
+    ``InferenceServer(actor, agent, device)``: ``actor`` is the run's :class:`ActorConfig`
+    (the server reads ``num_actors``, ``envs_per_actor``, ``inference_max_batch``,
+    ``inference_timeout_ms`` and ``heartbeat_timeout_s``); ``agent`` is copied.
     """
 
-    def __init__(self, cfg, agent: torch.nn.Module, device=None):
-        a = cfg.actor
+    def __init__(self, actor: ActorConfig, agent: torch.nn.Module, device=None):
+        a = actor
         self.num_actors = int(a.num_actors)
         self.envs_per_actor = int(a.envs_per_actor)
         self.num_rows = self.num_actors * self.envs_per_actor

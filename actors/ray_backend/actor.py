@@ -78,16 +78,15 @@ class RolloutActor:
         from actors.policy import LocalPolicy
         from agents.model import build_agent
         from envs.base import ObsSpec
-        cfg = spec.config
-        torch.set_num_threads(max(1, cfg.actor.actor_threads))
+        torch.set_num_threads(max(1, spec.actor.actor_threads))
         self.spec = spec
         self.env = build_actor_env(spec)
-        agent = build_agent(cfg.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
+        agent = build_agent(spec.model, ObsSpec(tuple(spec.obs_shape), spec.obs_dtype),
                             spec.num_actions, spec.num_tasks, spec.action_dims)
         self.state_spec = agent.state_spec()
         self.policy = LocalPolicy(agent, self.env.num_envs, ObjectStoreParams(param_server))
         self.specs = rollout_specs(spec.obs_shape, spec.obs_dtype, spec.num_actions, spec.action_dims)
-        self.T = cfg.actor.unroll_length
+        self.T = spec.actor.unroll_length
         self.writer: Optional[UnrollWriter] = None
 
     def info(self) -> dict:
@@ -100,10 +99,7 @@ class RolloutActor:
         t0 = time.perf_counter()
         version = self.policy.sync()
         if self.writer is None:
-            cfg = self.spec.config
-            first_life = self.spec.actor_index == 0 and self.spec.incarnation == 0
-            self.writer = UnrollWriter(self.env, self.policy, self.T,
-                                       crash_at_step=cfg.run.debug_crash_at_step if first_life else 0)
+            self.writer = UnrollWriter(self.env, self.policy, self.T, crash_at_step=self.spec.crash_at_step)
         self.writer.timing.wait += time.perf_counter() - t0
         N, T1 = self.env.num_envs, self.T + 1
         data = {k: torch.zeros(T1, N, *shape, dtype=dtype) for k, (shape, dtype) in self.specs.items()}

@@ -57,11 +57,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.actor import ActorSpec
 from actors.buffers import rollout_specs
-from actors.crashes import CrashWindow
+from actors.config import ActorConfig, RayConfig
+from actors.crashes import CrashWindow, injected_crash_step
 from actors.params import flatten_params
 from actors.ray_backend.actor import _RemoteParameterServer, _RemoteRolloutActor
 from actors.ray_backend.connect import connect_ray
 from actors.source import QUEUE_COLUMNS, Reports
+from agents.model import ModelConfig
+from envs import EnvConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +98,23 @@ class _Slot:
 class RayRolloutSource(Reports):
     """Rollout source over Ray actors; same interface as :class:`actors.source.LocalRolloutSource`."""
 
-    def __init__(self, config, agent, *, obs_shape, obs_dtype, num_actions, num_tasks,
-                 pin_memory: bool = False):
+    def __init__(self, agent, *, env: EnvConfig, model: ModelConfig, actor: ActorConfig,
+                 ray_config: RayConfig, obs_shape, obs_dtype, num_actions, num_tasks, pin_memory: bool = False):
+        """``env``, ``model``, ``actor``: the sections of the run's configuration the actors are
+        built from (the source reads ``actor`` too); ``ray_config``: where the actors run."""
         super().__init__()
-        a = config.actor
+        a = actor
         if a.inference != "actor":
             raise ValueError(f"--inference {a.inference} is not supported with --backend ray: Ray actors act "
                              f"with their own CPU copy of the agent (--inference actor)")
-        self.config = config
+        self.env, self.model, self.actor, self.ray_config = env, model, actor, ray_config
         self.obs = (tuple(obs_shape), str(obs_dtype), int(num_actions), int(num_tasks))
         self.T, self.N, self.credits = a.unroll_length, a.envs_per_actor, a.num_buffers
         self.action_dims = tuple(agent.action_dims)
         self.specs = rollout_specs(obs_shape, obs_dtype, num_actions, self.action_dims)
         self.state_spec = agent.state_spec()
         self.pin_memory = pin_memory
-        self.broadcast_every = config.run.ray_broadcast_every
+        self.broadcast_every = ray_config.ray_broadcast_every
         self._initial_params = self._flatten(agent)
         self.slots = [_Slot(i) for i in range(a.num_actors)]
         self.param_server = None
@@ -152,14 +157,14 @@ class RayRolloutSource(Reports):
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        run, a = self.config.run, self.config.actor
-        need = a.num_actors * run.ray_cpus_per_actor
+        rc, a = self.ray_config, self.actor
+        need = a.num_actors * rc.ray_cpus_per_actor
         t0 = time.monotonic()
-        self.owns_ray = connect_ray(run.ray_address, num_cpus=max(int(math.ceil(need)), 1))
+        self.owns_ray = connect_ray(rc.ray_address, num_cpus=max(int(math.ceil(need)), 1))
         self.started = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         log.info("ray: %s in %.1f s: %d node(s), %g CPUs, %g GPUs; RAY_AUTH_MODE=%s",
-                 f"connected to {run.ray_address}" if run.ray_address else "local instance on 127.0.0.1",
+                 f"connected to {rc.ray_address}" if rc.ray_address else "local instance on 127.0.0.1",
                  time.monotonic() - t0, len(nodes), ray.cluster_resources().get("CPU", 0),
                  ray.cluster_resources().get("GPU", 0), os.environ.get("RAY_AUTH_MODE", "?"))
         if not self.pin_memory and ray.cluster_resources().get("GPU", 0) > 0:
@@ -182,7 +187,7 @@ class RayRolloutSource(Reports):
             raise RuntimeError(
                 f"{len(not_ready)} of {len(infos)} Ray actors did not start within {timeout:.0f} s "
                 f"(the cluster has {cpus:g} CPUs; the actors need --num-actors x --ray-cpus-per-actor = "
-                f"{a.num_actors} x {run.ray_cpus_per_actor:g} = {need:g})")
+                f"{a.num_actors} x {rc.ray_cpus_per_actor:g} = {need:g})")
         for slot in self.slots:
             self._record_info(slot)
         log.info("ray: %d actors ready in %.1f s on %d node(s)", len(self.slots), time.monotonic() - t1,
@@ -198,10 +203,11 @@ class RayRolloutSource(Reports):
 
     def _spawn(self, slot: _Slot) -> None:
         obs_shape, obs_dtype, num_actions, num_tasks = self.obs
-        spec = ActorSpec(slot.index, slot.incarnation, self.config, obs_shape, obs_dtype,
-                         num_actions, num_tasks, action_dims=self.action_dims)
+        spec = ActorSpec(slot.index, slot.incarnation, self.env, self.model, self.actor, obs_shape, obs_dtype,
+                         num_actions, num_tasks, action_dims=self.action_dims,
+                         crash_at_step=injected_crash_step(slot.index, slot.incarnation))
         slot.handle = _RemoteRolloutActor.options(
-            num_cpus=self.config.run.ray_cpus_per_actor, max_restarts=0, max_task_retries=0,
+            num_cpus=self.ray_config.ray_cpus_per_actor, max_restarts=0, max_task_retries=0,
             scheduling_strategy="SPREAD", name=None).remote(spec, self.param_server)
         slot.inflight = 0
         slot.info = {}
@@ -314,7 +320,7 @@ class RayRolloutSource(Reports):
                 continue
             self._accept(slot, out)
         now = time.monotonic()
-        hb = self.config.actor.heartbeat_timeout_s
+        hb = self.actor.heartbeat_timeout_s
         for slot in self.slots:
             if slot.index not in lost and slot.inflight > 0 and now - slot.busy_since > hb:
                 lost[slot.index] = f"no unroll for {hb:.0f} s"
@@ -396,7 +402,7 @@ class RayRolloutSource(Reports):
         """
         if not self.started or self.closed:
             return []
-        if self.owns_ray and not self.config.run.ray_address:
+        if self.owns_ray and not self.ray_config.ray_address:
             import psutil
             try:
                 return [p.pid for p in psutil.Process().children(recursive=True)]
