@@ -280,19 +280,18 @@ def test_inference_server_and_learner_rerun_with_a_layout():
     from actors.inference import InferenceServer
     from agents.model import ModelConfig, build_agent
     from envs import EnvConfig, describe_env, make_vec_env
-    from types import SimpleNamespace
     torch.set_num_threads(1)
     obs_spec, A, tasks = desc = describe_env(EnvConfig(env=MATCH))
     torch.manual_seed(0)
     agent = build_agent(ModelConfig(core="lstm", **SMALL), obs_spec, A, 1, desc.action_dims)
     N, T, U = 3, 5, 3
-    cfg = SimpleNamespace(actor=ActorConfig(num_actors=1, envs_per_actor=N, batch_size=1, inference="learner",
-                                            inference_timeout_ms=2.0, heartbeat_timeout_s=30.0))
+    actor_cfg = ActorConfig(num_actors=1, envs_per_actor=N, batch_size=1, inference="learner",
+                            inference_timeout_ms=2.0, heartbeat_timeout_s=30.0)
     layout = BufferLayout(1, U, N, T)
     bufs = RolloutBuffers(layout, obs_spec.shape, obs_spec.dtype, A, agent.state_spec(), share_memory=False,
                           action_dims=desc.action_dims)
     assert bufs.data["action"].shape == (N * U, T + 1, 2)
-    server = InferenceServer(cfg, agent, device="cpu")
+    server = InferenceServer(actor_cfg, agent, device="cpu")
     env = make_vec_env(EnvConfig(env=MATCH), N)
     server.start()
     try:
