@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from agents.core import list_cores
 from agents.encoders import ImpalaResNet, MLPEncoder, NatureCNN, choose_encoder, make_encoder
-from agents.model import Agent, ModelConfig, build_agent, validate_model_config
+from agents.model import Agent, ModelConfig, build_agent, core_options, validate_model_config
 from envs.base import ObsSpec
 
 torch.set_num_threads(1)
@@ -175,7 +175,7 @@ def test_sampled_actions_follow_softmax_of_logits():
                                       ("vector", "lstm"), ("vector", "sr_delta"), ("vector", "ff")])
 def test_one_step_calls_equal_whole_unroll(env, core):
     spec, A = SPECS[env]
-    agent = small_agent(spec, A, core=core, lstm_hidden_size=12)
+    agent = small_agent(spec, A, core=core)
     T, B = 5 if env != "vector" else 9, 2
     inputs = unroll_inputs(spec, T, B, seed=3)
     inputs["done"][0, 1] = inputs["done"][2, 0] = True
@@ -227,10 +227,79 @@ def test_reward_is_clipped_before_the_core():
     torch.testing.assert_close(raw.core_input(big)[..., -1], torch.full((3, 2), 7.0, dtype=F64))
 
 
-def test_lstm_agent_uses_lstm_hidden_size():
-    agent = small_agent(VECTOR, 4, core="lstm", lstm_hidden_size=24)
+def test_lstm_agent_uses_hidden_size():
+    agent = small_agent(VECTOR, 4, core="lstm", hidden_size=24)
     assert agent.core.output_size == 24 and agent.policy.in_features == 24
     assert set(agent.state_spec()) == {"h", "c"}
+
+
+def test_hidden_size_zero_builds_each_core_at_its_own_default():
+    """--hidden-size defaults to 0: every core gets the hidden_size of its signature (the
+    papers' LSTM 256, the fast-weight cores' 128 = 8 x 16), and the architecture names it."""
+    assert ModelConfig().hidden_size == 0
+    for core, width in (("lstm", 256), ("ff", 128), ("srwm", 128), ("deltanet", 128)):
+        cfg = ModelConfig(core=core, feature_size=8)
+        assert core_options(cfg)["hidden_size"] == width
+        agent = build_agent(cfg, VECTOR, 4)
+        assert agent.core.output_size == width and agent.architecture()["hidden_size"] == width
+    with pytest.raises(ValueError, match=r"4 x 16 = 64 != 128 \(the core's default --hidden-size\)"):
+        validate_model_config(ModelConfig(core="srwm", num_heads=4))
+
+
+@pytest.fixture
+def option_core():
+    """A core registered by the test, as a user's module would: its signature declares the
+    options it takes (two ModelConfig fields, one of them with its own default width, and one
+    option of its own, which keeps its default); it records what it was given."""
+    from agents.core import MemoryCore, register_core, unregister_core
+    from agents.cores.ff import FeedForwardCore
+
+    @register_core("test_option_core")
+    class OptionCore(FeedForwardCore):
+        def __init__(self, input_size, *, hidden_size=7, dropout=0.25, own_option="kept"):
+            super().__init__(input_size, hidden_size=hidden_size)
+            self.given = dict(hidden_size=hidden_size, dropout=dropout, own_option=own_option)
+
+    assert issubclass(OptionCore, MemoryCore)
+    yield "test_option_core"
+    unregister_core("test_option_core")
+
+
+def test_a_registered_core_receives_the_options_its_signature_declares(option_core):
+    cfg = ModelConfig(core=option_core, dropout=0.5, num_layers=3, feature_size=8)
+    assert core_options(cfg) == {"hidden_size": 7, "dropout": 0.5}          # its default width, no num_layers
+    agent = build_agent(cfg, VECTOR, 4)
+    assert agent.core.given == {"hidden_size": 7, "dropout": 0.5, "own_option": "kept"}
+    assert agent.core.output_size == 7 and agent.architecture()["hidden_size"] == 7
+    agent = build_agent(dataclasses.replace(cfg, hidden_size=5), VECTOR, 4)
+    assert agent.core.given["hidden_size"] == 5 and agent.policy.in_features == 5
+
+
+def test_core_options_names_no_core():
+    """No per-core special case: which options a core gets comes from its signature alone."""
+    import inspect
+    import agents.model as model_module
+    source = inspect.getsource(model_module.core_options) + inspect.getsource(model_module.validate_model_config)
+    named = [core for core in list_cores() if f"'{core}'" in source or f'"{core}"' in source]
+    assert not named, f"core names in core_options / validate_model_config: {named}"
+
+
+def test_a_core_option_without_default_or_model_field_is_one_line():
+    from agents.core import register_core, unregister_core
+    from agents.cores.ff import FeedForwardCore
+
+    @register_core("test_needs_option")
+    class NeedsOption(FeedForwardCore):
+        def __init__(self, input_size, *, hidden_size=8, gate_count):
+            super().__init__(input_size, hidden_size=hidden_size)
+
+    try:
+        with pytest.raises(ValueError, match=r"^core 'test_needs_option' takes option 'gate_count', which has no "
+                                             r"default and is no model option; give it a default in the core's "
+                                             r"constructor$"):
+            validate_model_config(ModelConfig(core="test_needs_option"))
+    finally:
+        unregister_core("test_needs_option")
 
 
 def test_architecture_is_plain_data_naming_every_field():
@@ -276,6 +345,37 @@ def test_old_configs_get_pytorch_default_encoder_init():
     assert config_from_dict({"model": {"core": "ff", "encoder_init": "standard"}}).model.encoder_init == "standard"
 
 
+#: A model section and an architecture as runs saved them while the LSTM had its own width
+#: option (copied from such a checkpoint; older still: no srwm_* options, no encoder_init).
+OLD_LSTM_MODEL = {"core": "lstm", "encoder": "mlp", "hidden_size": 128, "num_layers": 2, "num_heads": 8,
+                  "head_size": 16, "d_ff": 512, "dropout": 0.0, "detach_each_step": False,
+                  "lstm_hidden_size": 16, "feature_size": 16, "use_task_id": False, "reward_clip": 1.0,
+                  "encoder_dtype": "float32", "compile_encoder": False}
+OLD_LSTM_ARCH = {"core": "lstm", "encoder": "mlp", "hidden_size": 128, "num_layers": 2, "num_heads": 8,
+                 "head_size": 16, "d_ff": 512, "dropout": 0.0, "detach_each_step": False,
+                 "lstm_hidden_size": 16, "feature_size": 16, "use_task_id": False, "reward_clip": 1.0,
+                 "encoder_kind": "mlp", "obs_shape": [5], "obs_dtype": "float32", "num_actions": 4,
+                 "num_tasks": 1, "state_spec": {"h": {"shape": [16], "dtype": "float32"},
+                                                "c": {"shape": [16], "dtype": "float32"}}}
+
+
+def test_old_lstm_width_option_rebuilds_the_same_lstm():
+    from learner.checkpoint import CheckpointError, check_architecture, model_config_from_dict
+    cfg = model_config_from_dict(OLD_LSTM_MODEL)
+    assert cfg.hidden_size == 16 and "lstm_hidden_size" not in dataclasses.asdict(cfg)
+    agent = build_agent(cfg, ObsSpec((5,), "float32"), 4)
+    assert agent.core.hidden_size == 16 and agent.core.lstm.weight_hh_l0.shape == (64, 16)
+    check_architecture(OLD_LSTM_ARCH, agent.architecture())
+    # another width is still another architecture, named as today's option
+    with pytest.raises(CheckpointError, match=r"differs in 'hidden_size': checkpoint has 32, this run has 16"):
+        check_architecture(dict(OLD_LSTM_ARCH, lstm_hidden_size=32), agent.architecture())
+    # the other cores ignored the option: their hidden_size stands
+    ff_cfg = model_config_from_dict(dict(OLD_LSTM_MODEL, core="ff"))
+    assert ff_cfg.hidden_size == 128
+    ff = build_agent(ff_cfg, ObsSpec((5,), "float32"), 4)
+    check_architecture(dict(OLD_LSTM_ARCH, core="ff", state_spec={}), ff.architecture())
+
+
 @pytest.mark.parametrize("core, extra", [("srwm_paper", 0), ("srwm", 2 * 2 * 128)])
 def test_paper_srwm_agent_parameter_count(core, extra):
     """IMPALA encoder + SRWM core (2 layers, 128 = 8 x 16, d_ff 512) + heads, 15 actions;
@@ -309,10 +409,9 @@ def test_bad_inputs_raise():
     (dict(core="gruu"), r"--core 'gruu' is not a registered core; known cores: delta_rnn, deltanet, .*srwm"),
     (dict(encoder="resnet"), r"--encoder 'resnet' is unknown; valid encoders: auto, impala, nature, mlp"),
     (dict(num_heads=4), r"--num-heads x --head-size must equal --hidden-size for core 'srwm': 4 x 16 = 64 != 128"),
-    (dict(hidden_size=0), r"--hidden-size must be a positive integer, got 0"),
+    (dict(hidden_size=-1), r"--hidden-size must be a positive integer \(0 = the core's default\), got -1"),
     (dict(num_layers=-1), r"--num-layers must be a positive integer, got -1"),
     (dict(d_ff=2.5), r"--d-ff must be a positive integer, got 2.5"),
-    (dict(lstm_hidden_size=0), r"--lstm-hidden-size must be a positive integer, got 0"),
     (dict(feature_size=-3), r"--feature-size must be a non-negative integer"),
     (dict(dropout=1.0), r"--dropout must be in \[0, 1\), got 1.0"),
     (dict(dropout=-0.1), r"--dropout must be in \[0, 1\), got -0.1"),
