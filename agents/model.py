@@ -30,7 +30,7 @@ from torch import nn
 
 from agents.core import State, StateSpec, core_option_defaults, core_option_names, list_cores, make_core
 from agents.cores.srwm import SRWM_PAPER_OPTIONS
-from agents.encoders import ENCODER_INITS, ENCODERS, choose_encoder, make_encoder
+from agents.encoders import ENCODER_INITS, choose_encoder, list_encoders, make_encoder
 
 
 @dataclass
@@ -42,7 +42,7 @@ class ModelConfig:
                 "srwm, fake_sr, sr_delta, srwm_no_carry, rec_delta, delta_rnn, gated_deltanet, ...)"})
     encoder: str = field(default="auto", metadata={
         "help": "observation encoder: auto (by shape: [C,84,84] nature, other images impala, "
-                "vectors mlp), impala, nature or mlp"})
+                "vectors mlp) or a registered encoder (impala, nature, mlp, ...)"})
     hidden_size: int = field(default=0, metadata={
         "help": "core width: d_model of the fast-weight cores (must equal num_heads x head_size), the "
                 "LSTM's units, ff's width; 0 = the core's own default (256 for lstm as in the papers, "
@@ -86,8 +86,8 @@ class ModelConfig:
     compile_encoder: bool = field(default=False, metadata={
         "help": "torch.compile the encoder (worth it on a GPU learner; slow to start)"})
     core_import: str = field(default="", metadata={
-        "help": "comma list of Python modules to import before the core registry is read (a "
-                "user's module that registers a core); imported in every process"})
+        "help": "comma list of Python modules to import before the core and encoder registries are "
+                "read (a user's module that registers a core or an encoder); imported in every process"})
 
 
 def _flag(name: str) -> str:
@@ -101,9 +101,9 @@ def validate_model_config(cfg: ModelConfig) -> None:
     known = list_cores()
     if cfg.core not in known:
         raise ValueError(f"--core {cfg.core!r} is not a registered core; known cores: {', '.join(known)}")
-    encoders = ("auto",) + ENCODERS
-    if cfg.encoder not in encoders:
-        raise ValueError(f"--encoder {cfg.encoder!r} is unknown; valid encoders: {', '.join(encoders)}")
+    if cfg.encoder != "auto" and cfg.encoder not in list_encoders():
+        raise ValueError(f"--encoder {cfg.encoder!r} is not a registered encoder; known encoders: "
+                         f"auto, {', '.join(list_encoders())}")
     for name in ("num_layers", "num_heads", "head_size", "d_ff"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -112,7 +112,7 @@ def test_choose_encoder_and_errors():
     assert choose_encoder((8,)) == "mlp" and choose_encoder((4, 5)) == "mlp"
     assert choose_encoder((4, 84, 84), "impala") == "impala"
     assert choose_encoder((3, 64, 64), "mlp") == "mlp"
-    with pytest.raises(ValueError, match=r"unknown encoder 'resnet'; valid encoders: auto, impala, nature, mlp"):
+    with pytest.raises(ValueError, match=r"^unknown encoder 'resnet'; known encoders: auto, impala, mlp, nature$"):
         make_encoder((3, 64, 64), "uint8", name="resnet")
     with pytest.raises(ValueError, match=r"encoder 'nature' needs image observations \[C, H, W\], got shape \[8\]"):
         make_encoder((8,), "float32", name="nature")
@@ -122,6 +122,103 @@ def test_choose_encoder_and_errors():
         make_encoder((8,), "float32", feature_size=0)
     with pytest.raises(ValueError, match=r"expects observations \[N, 3, 64, 64\], got \[2, 3, 32, 32\]"):
         make_encoder((3, 64, 64), "uint8")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+@pytest.fixture
+def linear_encoder():
+    """An encoder registered by the test, as a user's module would."""
+    from agents.encoders import Encoder, register_encoder, unregister_encoder
+
+    @register_encoder("test_linear")
+    class LinearEncoder(Encoder):
+        default_feature_size = 6
+        standard_init = "orthogonal"
+
+        def __init__(self, obs_shape, feature_size):
+            super().__init__()
+            self.fc = torch.nn.Linear(math.prod(obs_shape), feature_size)
+            self.output_size = feature_size
+
+        def forward(self, obs):
+            return torch.tanh(self.fc(obs.flatten(1).to(self.fc.weight.dtype)))
+
+    yield "test_linear", LinearEncoder
+    unregister_encoder("test_linear")
+
+
+def test_a_registered_encoder_is_built_by_the_model(linear_encoder):
+    from agents.encoders import list_encoders
+    name, cls = linear_encoder
+    assert name in list_encoders()
+    agent = small_agent(VECTOR, 4, core="lstm", encoder=name, feature_size=0)
+    assert isinstance(agent.encoder, cls) and agent.encoder.output_size == 6        # its default size
+    assert agent.core.input_size == 6 + 1 and agent.architecture()["encoder_kind"] == name
+    w = agent.encoder.fc.weight                                  # --encoder-init standard: its own choice
+    torch.testing.assert_close(w @ w.T, 2 * torch.eye(6, dtype=F64), rtol=0, atol=1e-6)
+    assert [k for k in agent.state_dict() if k.startswith("encoder.")] == ["encoder.fc.weight", "encoder.fc.bias"]
+    inputs = unroll_inputs(VECTOR, 3, 2)
+    out, _ = agent(inputs, agent.initial_state(2))
+    feats = torch.tanh(agent.encoder.fc(inputs["obs"].to(F64)))
+    torch.testing.assert_close(agent.core_input(inputs)[..., :6], feats)
+    assert out["policy_logits"].shape == (3, 2, 4)
+    assert small_agent(VECTOR, 4, encoder=name, feature_size=3).encoder.output_size == 3
+
+
+def test_the_readme_encoder_example_builds_into_an_agent():
+    """The code block of the README's "Adding an encoder" runs as written (doc and code cannot drift)."""
+    import re
+    from pathlib import Path
+    from agents.encoders import unregister_encoder
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"<!-- encoder-example.*?-->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README.md has no '<!-- encoder-example -->' python block"
+    try:
+        exec(compile(m.group(1), "README.md", "exec"), {"__name__": "readme_encoder_example"})
+        agent = small_agent(PROCGEN, 15, encoder="small_cnn", feature_size=0)
+        assert type(agent.encoder).__name__ == "SmallCNN" and agent.encoder.output_size == 128
+        out, _ = agent(unroll_inputs(PROCGEN, 2, 3), agent.initial_state(3))
+        assert out["policy_logits"].shape == (2, 3, 15) and torch.isfinite(out["policy_logits"]).all()
+        with pytest.raises(ValueError, match=r"encoder 'small_cnn' needs image observations"):
+            small_agent(VECTOR, 4, encoder="small_cnn")
+    finally:
+        unregister_encoder("small_cnn")
+
+
+def test_register_encoder_refuses_what_it_cannot_build():
+    from agents.encoders import Encoder, register_encoder
+
+    class NoSize(Encoder):
+        pass
+
+    with pytest.raises(TypeError, match=r"set the class attribute default_feature_size"):
+        register_encoder("test_no_size")(NoSize)
+    with pytest.raises(TypeError, match=r"expects an Encoder subclass"):
+        register_encoder("test_module")(torch.nn.Linear)
+    with pytest.raises(ValueError, match=r"'auto' is reserved"):
+        register_encoder("auto")(type("Auto", (Encoder,), {"default_feature_size": 4}))
+    with pytest.raises(ValueError, match=r"already registered by MLPEncoder"):
+        register_encoder("mlp")(type("Other", (Encoder,), {"default_feature_size": 4}))
+
+
+def test_an_encoder_from_a_users_module_is_found_through_core_import(tmp_path, monkeypatch):
+    """--core-import imports a module that registers an encoder, in every process that builds
+    the agent (the Agent validates its config, which imports the modules first)."""
+    from agents.encoders import list_encoders, unregister_encoder
+    (tmp_path / "fwrl_user_encoder.py").write_text(
+        "import torch\nfrom agents.encoders import Encoder, register_encoder\n\n"
+        "@register_encoder('user_enc')\nclass UserEncoder(Encoder):\n    default_feature_size = 5\n"
+        "    def __init__(self, obs_shape, feature_size):\n        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(obs_shape[-1], feature_size)\n        self.output_size = feature_size\n"
+        "    def forward(self, obs):\n        return self.fc(obs.to(self.fc.weight.dtype))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(ValueError, match=r"--encoder 'user_enc' is not a registered encoder"):
+            validate_model_config(ModelConfig(encoder="user_enc"))
+        agent = small_agent(VECTOR, 4, encoder="user_enc", feature_size=0, core_import="fwrl_user_encoder")
+        assert type(agent.encoder).__name__ == "UserEncoder" and agent.encoder.output_size == 5
+        assert "user_enc" in list_encoders()
+    finally:
+        unregister_encoder("user_enc")
 
 
 # ============================================================================ agent
@@ -407,7 +504,8 @@ def test_bad_inputs_raise():
 
 @pytest.mark.parametrize("changes,message", [
     (dict(core="gruu"), r"--core 'gruu' is not a registered core; known cores: delta_rnn, deltanet, .*srwm"),
-    (dict(encoder="resnet"), r"--encoder 'resnet' is unknown; valid encoders: auto, impala, nature, mlp"),
+    (dict(encoder="resnet"), r"^--encoder 'resnet' is not a registered encoder; known encoders: auto, impala, mlp, "
+                             r"nature$"),
     (dict(num_heads=4), r"--num-heads x --head-size must equal --hidden-size for core 'srwm': 4 x 16 = 64 != 128"),
     (dict(hidden_size=-1), r"--hidden-size must be a positive integer \(0 = the core's default\), got -1"),
     (dict(num_layers=-1), r"--num-layers must be a positive integer, got -1"),

@@ -122,6 +122,8 @@ BAD = [
     (["--inference", "gpu"], "gpu"),
     (["--env", "procgen:bigfish", "--start-level", "-1"], "start"),
     (["--env", "procgen:bigfish", "--distribution-mode", "memory"], "memory"),
+    (["--encoder", "resnet"], "is not a registered encoder; known encoders: auto, impala, mlp, nature"),
+    (["--env", "memory", "--encoder", "nature"], "encoder 'nature' needs image observations [C, H, W]"),
 ]
 
 
