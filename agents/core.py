@@ -171,12 +171,23 @@ def get_core_class(name: str) -> Type[MemoryCore]:
     return _CORES[name]
 
 
-def core_option_names(name: str) -> list[str]:
-    """Keyword options the core's constructor accepts (besides ``input_size``)."""
+def _option_parameters(name: str) -> list[inspect.Parameter]:
     sig = inspect.signature(get_core_class(name).__init__)
-    return [p for p in sig.parameters if p not in ("self", "input_size")
-            and sig.parameters[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                           inspect.Parameter.KEYWORD_ONLY)]
+    return [p for p in sig.parameters.values() if p.name not in ("self", "input_size")
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+def core_option_names(name: str) -> list[str]:
+    """Keyword options the core's constructor accepts (besides ``input_size``): the core's
+    declaration of the options it takes (``agents.model.core_options`` passes it the
+    ``ModelConfig`` fields of these names)."""
+    return [p.name for p in _option_parameters(name)]
+
+
+def core_option_defaults(name: str) -> Dict[str, object]:
+    """``{option: default}`` for the constructor's options that have a default (the core's
+    own defaults, e.g. lstm's ``hidden_size=256``)."""
+    return {p.name: p.default for p in _option_parameters(name) if p.default is not inspect.Parameter.empty}
 
 
 def unregister_core(name: str) -> None:

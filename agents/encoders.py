@@ -13,7 +13,9 @@
   flattened.
 
 Every encoder maps ``[N, *obs_shape]`` (uint8 scaled by 1/255, or float) to
-``[N, output_size]`` in the dtype of its parameters.
+``[N, output_size]`` in the dtype of its parameters. Encoders are registered by name
+like the memory cores (:func:`register_encoder`, ``--encoder NAME``); ``auto`` picks one
+of the three above by the observation's shape (:func:`choose_encoder`).
 
 Initialisation (``init``, see :func:`init_encoder`): ``standard`` gives each encoder the
 initialisation its maintained PyTorch implementations use: the Nature CNN orthogonal
@@ -29,16 +31,74 @@ observations 0.0007 vs 0.025) -- the policy starts blind to the state (docs/lear
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple, Type
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENCODERS = ("impala", "nature", "mlp")
 ENCODER_INITS = ("standard", "torch", "orthogonal")
 ORTHOGONAL_GAIN = 2 ** 0.5          # ReLU gain
-DEFAULT_FEATURE_SIZE = {"impala": 256, "nature": 512, "mlp": 64}
+
+
+class Encoder(nn.Module):
+    """Base class of every encoder: ``Encoder(obs_shape, feature_size)`` maps observations
+    ``[N, *obs_shape]`` to features ``[N, output_size]``.
+
+    Subclasses set ``self.output_size`` (the core's input is built on it), raise
+    ``ValueError`` naming an observation shape they cannot encode, and declare:
+
+    * ``default_feature_size``: the output size ``--feature-size 0`` asks for;
+    * ``standard_init``: what ``--encoder-init standard`` does to their weights,
+      ``"torch"`` (keep PyTorch's defaults) or ``"orthogonal"`` (:func:`init_encoder`).
+    """
+
+    default_feature_size: int
+    standard_init: str = "torch"
+    output_size: int
+
+
+_ENCODERS: Dict[str, Type[Encoder]] = {}
+
+
+def register_encoder(name: str) -> Callable[[Type[Encoder]], Type[Encoder]]:
+    """Class decorator: register an :class:`Encoder` under ``name`` (``--encoder name``)."""
+
+    def deco(cls: Type[Encoder]) -> Type[Encoder]:
+        if name == "auto":
+            raise ValueError("encoder name 'auto' is reserved (it picks an encoder by the observation's shape)")
+        if name in _ENCODERS and _ENCODERS[name] is not cls:
+            raise ValueError(f"encoder name {name!r} is already registered by {_ENCODERS[name].__qualname__}")
+        if not (isinstance(cls, type) and issubclass(cls, Encoder)):
+            raise TypeError(f"@register_encoder({name!r}) expects an Encoder subclass, got {cls!r}")
+        size = getattr(cls, "default_feature_size", None)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise TypeError(f"encoder {name!r}: set the class attribute default_feature_size "
+                            f"(a positive int), got {size!r}")
+        if cls.standard_init not in ("torch", "orthogonal"):
+            raise TypeError(f"encoder {name!r}: standard_init must be 'torch' or 'orthogonal', "
+                            f"got {cls.standard_init!r}")
+        _ENCODERS[name] = cls
+        cls.encoder_name = name
+        return cls
+
+    return deco
+
+
+def list_encoders() -> list[str]:
+    """Names of every registered encoder, sorted (``auto`` is not one: it picks among them)."""
+    return sorted(_ENCODERS)
+
+
+def get_encoder_class(name: str) -> Type[Encoder]:
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; known encoders: auto, {', '.join(list_encoders())}")
+    return _ENCODERS[name]
+
+
+def unregister_encoder(name: str) -> None:
+    """Remove a registered encoder (for tests that register temporary encoders)."""
+    _ENCODERS.pop(name, None)
 
 
 def _to_float(obs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -66,14 +126,21 @@ class ResidualBlock(nn.Module):
         return x + self.conv1(F.relu(self.conv0(F.relu(x))))
 
 
-class ImpalaResNet(nn.Module):
+def _check_image_shape(obs_shape: Sequence[int], encoder: str) -> None:
+    if len(obs_shape) != 3:
+        raise ValueError(f"encoder {encoder!r} needs image observations [C, H, W], got shape {list(obs_shape)}")
+
+
+@register_encoder("impala")
+class ImpalaResNet(Encoder):
     """IMPALA ResNet for channel-first images [C, H, W]."""
+
+    default_feature_size = 256
 
     def __init__(self, obs_shape: Sequence[int], feature_size: int = 256,
                  channels: Sequence[int] = (16, 32, 32)):
         super().__init__()
-        if len(obs_shape) != 3:
-            raise ValueError(f"impala encoder needs image observations [C, H, W], got {list(obs_shape)}")
+        _check_image_shape(obs_shape, "impala")
         self.obs_shape = tuple(obs_shape)
         c, h, w = self.obs_shape
         stages = []
@@ -98,13 +165,16 @@ class ImpalaResNet(nn.Module):
         return F.relu(self.fc(x))                                       # [N, feature_size]
 
 
-class NatureCNN(nn.Module):
+@register_encoder("nature")
+class NatureCNN(Encoder):
     """The DQN (Nature 2015) convolutional network for channel-first frame stacks."""
+
+    default_feature_size = 512
+    standard_init = "orthogonal"        # baselines, SB3, CleanRL
 
     def __init__(self, obs_shape: Sequence[int], feature_size: int = 512):
         super().__init__()
-        if len(obs_shape) != 3:
-            raise ValueError(f"nature encoder needs image observations [C, H, W], got {list(obs_shape)}")
+        _check_image_shape(obs_shape, "nature")
         self.obs_shape = tuple(obs_shape)
         c, h, w = self.obs_shape
         for kernel, stride in ((8, 4), (4, 2), (3, 1)):
@@ -126,26 +196,27 @@ class NatureCNN(nn.Module):
         return F.relu(self.fc(x))                                          # [N, feature_size]
 
 
-class MLPEncoder(nn.Module):
-    """Flatten, then ``Linear + ReLU`` for each size in ``hidden_sizes`` (the last is the output)."""
+@register_encoder("mlp")
+class MLPEncoder(Encoder):
+    """Flatten, then ``Linear + ReLU`` for each size in ``hidden_sizes`` and for ``feature_size``."""
 
-    def __init__(self, obs_shape: Sequence[int], hidden_sizes: Sequence[int] = (64, 64)):
+    default_feature_size = 64
+
+    def __init__(self, obs_shape: Sequence[int], feature_size: int = 64, hidden_sizes: Sequence[int] = (64,)):
         super().__init__()
-        if not hidden_sizes:
-            raise ValueError("mlp encoder needs at least one layer size, got hidden_sizes=()")
         self.obs_shape = tuple(obs_shape)
         n_in = 1
         for s in self.obs_shape:
             n_in *= s
         layers = []
-        for size in hidden_sizes:
+        for size in (*hidden_sizes, feature_size):
             layers += [nn.Linear(n_in, size), nn.ReLU()]
             n_in = size
         self.net = nn.Sequential(*layers)
         self.output_size = n_in
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # obs: [N, *obs_shape] -> [N, hidden_sizes[-1]]
+        # obs: [N, *obs_shape] -> [N, feature_size]
         _check_obs(obs, self.obs_shape, "mlp")
         return self.net(_to_float(obs, self.net[0].weight.dtype).flatten(1))
 
@@ -155,15 +226,14 @@ def _dtype_name(obs_dtype) -> str:
 
 
 def choose_encoder(obs_shape: Sequence[int], name: str = "auto") -> str:
-    """The encoder ``make_encoder`` builds for ``obs_shape`` (``name`` "auto" picks by shape)."""
-    valid = ("auto",) + ENCODERS
-    if name not in valid:
-        raise ValueError(f"unknown encoder {name!r}; valid encoders: {', '.join(valid)}")
+    """The encoder ``make_encoder`` builds for ``obs_shape``: ``name`` itself, or for "auto"
+    the choice by shape: 3-D images [C, 84, 84] -> ``nature``; other 3-D images ([3, 64, 64]
+    ProcGen and any other size) -> ``impala``; vectors and every other shape -> ``mlp``."""
+    if name != "auto":
+        get_encoder_class(name)                          # one line naming the known encoders
     shape = tuple(obs_shape)
     if not shape or any((not isinstance(s, int)) or s < 1 for s in shape):
         raise ValueError(f"observation shape must be a non-empty tuple of positive ints, got {list(shape)}")
-    if name in ("impala", "nature") and len(shape) != 3:
-        raise ValueError(f"encoder {name!r} needs image observations [C, H, W], got shape {list(shape)}")
     if name != "auto":
         return name
     if len(shape) == 3:
@@ -173,11 +243,15 @@ def choose_encoder(obs_shape: Sequence[int], name: str = "auto") -> str:
     return "mlp"
 
 
-def init_encoder(encoder: nn.Module, kind: str, init: str = "standard") -> nn.Module:
-    """Initialise ``encoder`` (of kind ``kind``) in place; see the module docstring."""
+def init_encoder(encoder: Encoder, init: str = "standard") -> Encoder:
+    """Initialise ``encoder`` in place: ``standard`` applies its class's ``standard_init``,
+    ``torch`` keeps PyTorch's defaults, ``orthogonal`` initialises every conv and linear
+    layer orthogonally (gain sqrt(2), zero biases); see the module docstring."""
     if init not in ENCODER_INITS:
         raise ValueError(f"unknown encoder init {init!r}; valid: {', '.join(ENCODER_INITS)}")
-    if init == "torch" or (init == "standard" and kind != "nature"):
+    if init == "standard":
+        init = type(encoder).standard_init
+    if init == "torch":
         return encoder
     for m in encoder.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -187,29 +261,20 @@ def init_encoder(encoder: nn.Module, kind: str, init: str = "standard") -> nn.Mo
 
 
 def make_encoder(obs_shape: Sequence[int], obs_dtype="uint8", name: str = "auto",
-                 feature_size: int | None = None, init: str = "standard") -> nn.Module:
-    """Build the encoder for ``obs_shape``.
-
-    ``name="auto"``: 3-D images [C, 84, 84] -> ``nature``; other 3-D images ([3, 64, 64]
-    ProcGen and any other size) -> ``impala``; 1-D vectors and every other shape ->
-    ``mlp`` (flattened). ``feature_size`` is the output size (IMPALA fc, Nature fc, last
-    MLP layer); None takes each encoder's standard size (256, 512, 64). ``obs_dtype``
-    (e.g. "uint8", "float32") is checked: uint8 inputs are scaled by 1/255. ``init``:
-    ``standard``, ``torch`` or ``orthogonal`` (:func:`init_encoder`).
+                 feature_size: int | None = None, init: str = "standard") -> Encoder:
+    """Build the encoder registered as ``name`` for ``obs_shape`` (``auto``: by shape,
+    :func:`choose_encoder`). ``feature_size`` is the output size (IMPALA fc, Nature fc, last
+    MLP layer); None takes the encoder's ``default_feature_size`` (256, 512, 64).
+    ``obs_dtype`` (e.g. "uint8", "float32") is checked: uint8 inputs are scaled by 1/255.
+    ``init``: ``standard``, ``torch`` or ``orthogonal`` (:func:`init_encoder`).
     """
-    kind = choose_encoder(obs_shape, name)
+    cls = get_encoder_class(choose_encoder(obs_shape, name))
     dtype = _dtype_name(obs_dtype)
     if dtype not in ("uint8", "float32", "float64", "float16", "int8", "int16", "int32", "int64", "bool"):
         raise ValueError(f"unsupported observation dtype {obs_dtype!r}")
-    size = DEFAULT_FEATURE_SIZE[kind] if feature_size is None else feature_size
+    size = cls.default_feature_size if feature_size is None else feature_size
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"feature_size must be a positive integer, got {feature_size!r}")
     if init not in ENCODER_INITS:
         raise ValueError(f"unknown encoder init {init!r}; valid: {', '.join(ENCODER_INITS)}")
-    if kind == "impala":
-        enc = ImpalaResNet(obs_shape, size)
-    elif kind == "nature":
-        enc = NatureCNN(obs_shape, size)
-    else:
-        enc = MLPEncoder(obs_shape, (64, size))
-    return init_encoder(enc, kind, init)
+    return init_encoder(cls(tuple(obs_shape), size), init)

@@ -34,13 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents import action_dist
-from agents.core import State, StateSpec, core_option_names, list_cores, make_core
+from agents.core import State, StateSpec, core_option_defaults, core_option_names, list_cores, make_core
 from agents.cores.srwm import SRWM_PAPER_OPTIONS
-from agents.encoders import ENCODER_INITS, ENCODERS, choose_encoder, make_encoder
-
-CORE_OPTIONS = ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "dropout",
-                "detach_each_step", "srwm_input_norm", "srwm_input_scale", "srwm_learn_input_scale",
-                "srwm_beta_init", "srwm_qk_init_scale")
+from agents.encoders import ENCODER_INITS, choose_encoder, list_encoders, make_encoder
 
 
 @dataclass
@@ -52,9 +48,11 @@ class ModelConfig:
                 "srwm, fake_sr, sr_delta, srwm_no_carry, rec_delta, delta_rnn, gated_deltanet, ...)"})
     encoder: str = field(default="auto", metadata={
         "help": "observation encoder: auto (by shape: [C,84,84] nature, other images impala, "
-                "vectors mlp), impala, nature or mlp"})
-    hidden_size: int = field(default=128, metadata={
-        "help": "core width d_model (fast-weight cores, ff); must equal num_heads x head_size"})
+                "vectors mlp) or a registered encoder (impala, nature, mlp, ...)"})
+    hidden_size: int = field(default=0, metadata={
+        "help": "core width: d_model of the fast-weight cores (must equal num_heads x head_size), the "
+                "LSTM's units, ff's width; 0 = the core's own default (256 for lstm as in the papers, "
+                "128 = 8 x 16 for the others)"})
     num_layers: int = field(default=2, metadata={"help": "fast-weight layers in the core"})
     num_heads: int = field(default=8, metadata={"help": "heads per fast-weight layer"})
     head_size: int = field(default=16, metadata={"help": "size d of each head"})
@@ -77,8 +75,6 @@ class ModelConfig:
     srwm_qk_init_scale: float = field(default=4.0, metadata={
         "help": "SRWM family: W^q and W^k are initialised N(0, scale^2 / d) (1 = the IDSIA RL layer; "
                 "--core srwm_paper is the IDSIA RL layer whatever these options say)"})
-    lstm_hidden_size: int = field(default=256, metadata={
-        "help": "LSTM units, used by the lstm core instead of hidden_size (the paper: 256)"})
     encoder_init: str = field(default="standard", metadata={
         "help": "encoder initialisation: standard (the Nature CNN orthogonal with gain sqrt(2) as in "
                 "baselines/SB3/CleanRL, the others PyTorch's defaults), torch (PyTorch's defaults "
@@ -96,8 +92,8 @@ class ModelConfig:
     compile_encoder: bool = field(default=False, metadata={
         "help": "torch.compile the encoder (worth it on a GPU learner; slow to start)"})
     core_import: str = field(default="", metadata={
-        "help": "comma list of Python modules to import before the core registry is read (a "
-                "user's module that registers a core); imported in every process"})
+        "help": "comma list of Python modules to import before the core and encoder registries are "
+                "read (a user's module that registers a core or an encoder); imported in every process"})
 
 
 def _flag(name: str) -> str:
@@ -111,13 +107,16 @@ def validate_model_config(cfg: ModelConfig) -> None:
     known = list_cores()
     if cfg.core not in known:
         raise ValueError(f"--core {cfg.core!r} is not a registered core; known cores: {', '.join(known)}")
-    encoders = ("auto",) + ENCODERS
-    if cfg.encoder not in encoders:
-        raise ValueError(f"--encoder {cfg.encoder!r} is unknown; valid encoders: {', '.join(encoders)}")
-    for name in ("hidden_size", "num_layers", "num_heads", "head_size", "d_ff", "lstm_hidden_size"):
+    if cfg.encoder != "auto" and cfg.encoder not in list_encoders():
+        raise ValueError(f"--encoder {cfg.encoder!r} is not a registered encoder; known encoders: "
+                         f"auto, {', '.join(list_encoders())}")
+    for name in ("num_layers", "num_heads", "head_size", "d_ff"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{_flag(name)} must be a positive integer, got {v!r}")
+    if not isinstance(cfg.hidden_size, int) or isinstance(cfg.hidden_size, bool) or cfg.hidden_size < 0:
+        raise ValueError(f"--hidden-size must be a positive integer (0 = the core's default), "
+                         f"got {cfg.hidden_size!r}")
     if not isinstance(cfg.feature_size, int) or isinstance(cfg.feature_size, bool) or cfg.feature_size < 0:
         raise ValueError(f"--feature-size must be a non-negative integer (0 = encoder default), "
                          f"got {cfg.feature_size!r}")
@@ -135,19 +134,34 @@ def validate_model_config(cfg: ModelConfig) -> None:
         v = getattr(cfg, name)
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")):
             raise ValueError(f"{_flag(name)} must be a positive number, got {v!r}")
-    accepted = core_option_names(cfg.core)
-    if {"hidden_size", "num_heads", "head_size"} <= set(accepted) \
-            and cfg.num_heads * cfg.head_size != cfg.hidden_size:
+    opts = core_options(cfg)
+    if {"hidden_size", "num_heads", "head_size"} <= set(opts) \
+            and opts["num_heads"] * opts["head_size"] != opts["hidden_size"]:
+        default = " (the core's default --hidden-size)" if cfg.hidden_size == 0 else ""
         raise ValueError(
             f"--num-heads x --head-size must equal --hidden-size for core {cfg.core!r}: "
-            f"{cfg.num_heads} x {cfg.head_size} = {cfg.num_heads * cfg.head_size} != {cfg.hidden_size}")
+            f"{opts['num_heads']} x {opts['head_size']} = {opts['num_heads'] * opts['head_size']} "
+            f"!= {opts['hidden_size']}{default}")
 
 
 def core_options(cfg: ModelConfig) -> Dict[str, object]:
-    """The options given to ``make_core(cfg.core, ...)`` (lstm gets ``lstm_hidden_size``)."""
-    opts = {name: getattr(cfg, name) for name in CORE_OPTIONS}
-    if cfg.core == "lstm":
-        opts["hidden_size"] = cfg.lstm_hidden_size
+    """The options ``make_core(cfg.core, ...)`` is given: the ``ModelConfig`` field of each
+    keyword option the core's constructor names (the core's declaration of what it takes,
+    README "Adding a memory core"), with ``hidden_size`` 0 replaced by the constructor's own
+    default. An option of the constructor that is no ``ModelConfig`` field keeps its default."""
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    defaults = core_option_defaults(cfg.core)
+    opts: Dict[str, object] = {}
+    for name in core_option_names(cfg.core):
+        if name in names:
+            opts[name] = getattr(cfg, name)
+        elif name not in defaults:
+            raise ValueError(f"core {cfg.core!r} takes option {name!r}, which has no default and is no "
+                             f"model option; give it a default in the core's constructor")
+    if opts.get("hidden_size") == 0:
+        if "hidden_size" not in defaults:
+            raise ValueError(f"core {cfg.core!r} has no default hidden_size; set --hidden-size")
+        opts["hidden_size"] = defaults["hidden_size"]
     return opts
 
 
@@ -179,7 +193,7 @@ class Agent(nn.Module):
         self.encoder = make_encoder(self.obs_shape, self.obs_dtype, self.encoder_name,
                                     feature_size=cfg.feature_size or None, init=cfg.encoder_init)
         core_in = self.encoder.output_size + 1 + (num_tasks if cfg.use_task_id else 0)
-        self.core = make_core(cfg.core, core_in, strict=False, **core_options(cfg))
+        self.core = make_core(cfg.core, core_in, **core_options(cfg))
         if cfg.compile_encoder:
             self.encoder.compile(dynamic=True)       # keeps parameter names: checkpoints unaffected
         self.policy = nn.Linear(self.core.output_size, num_actions)
@@ -199,6 +213,7 @@ class Agent(nn.Module):
     def architecture(self) -> dict:
         """Plain-data description used to check that a checkpoint fits this model."""
         arch = dataclasses.asdict(self.cfg)                      # includes "core"
+        arch.update(core_options(self.cfg))                      # the sizes built (hidden_size 0: the core's)
         # speed-only options, the initialisation and imports do not change what a set of weights means
         for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "core_import"):
             arch.pop(speed_only, None)

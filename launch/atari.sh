@@ -15,9 +15,9 @@ cd "$(dirname "$0")/.."
 GAME=${1:?usage: $0 GAME CORE [flags...]}; CORE=${2:?usage: $0 GAME CORE [flags...]}; shift 2
 source launch/impala_paper_flags.sh
 case "$CORE" in
-  lstm|linear_transformer|deltanet|rec_delta|delta_rnn)
-    ATARI_PAPER_SIZES=(--num-layers 2 --hidden-size 128 --num-heads 4 --head-size 32 --d-ff 512
-                       --lstm-hidden-size 256) ;;
+  lstm) ATARI_PAPER_SIZES=(--hidden-size 256) ;;
+  linear_transformer|deltanet|rec_delta|delta_rnn)
+    ATARI_PAPER_SIZES=(--num-layers 2 --hidden-size 128 --num-heads 4 --head-size 32 --d-ff 512) ;;
   *) ATARI_PAPER_SIZES=() ;;
 esac
 exec "$PYTHON" -m launch.train \

@@ -40,7 +40,7 @@ import torch
 
 from launch.bench import cpu_seconds
 
-DEFAULTS = ["--env", "memory:2:2", "--core", "lstm", "--lstm-hidden-size", "32", "--feature-size", "32",
+DEFAULTS = ["--env", "memory:2:2", "--core", "lstm", "--hidden-size", "32", "--feature-size", "32",
             "--num-actors", "2", "--envs-per-actor", "8", "--batch-size", "16", "--unroll-length", "10",
             "--learning-rate", "2e-3", "--learner-threads", "1", "--no-progress"]
 

@@ -23,8 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-SMALL_MODEL = dict(hidden_size=32, num_layers=1, num_heads=4, head_size=8, d_ff=64,
-                   lstm_hidden_size=32, feature_size=32)
+SMALL_MODEL = dict(hidden_size=32, num_layers=1, num_heads=4, head_size=8, d_ff=64, feature_size=32)
 
 
 def train_sync(core: str, total_steps: int, seed: int = 0, num_envs: int = 16, T: int = 10,

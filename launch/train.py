@@ -117,7 +117,10 @@ def prepare(argv: Optional[Sequence[str]] = None):
     except ValueError as e:
         raise UsageError(str(e)) from None
     seed_everything(cfg.env.seed)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(task_names), desc.action_dims)
+    try:
+        agent = build_agent(cfg.model, obs_spec, num_actions, len(task_names), desc.action_dims)
+    except ValueError as e:     # an option that does not fit the env, e.g. an image encoder on vectors
+        raise UsageError(str(e)) from None
 
     # creating the directory and locking it is one step: a second trainer, fresh or
     # --resume, is refused here, naming the holder

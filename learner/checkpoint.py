@@ -236,7 +236,9 @@ def resolve_checkpoint(path_or_run: str | Path, map_location="cpu") -> Tuple[dic
 
 
 def check_architecture(saved: dict, current: dict) -> None:
-    """Raise CheckpointError naming the first field where two architectures differ."""
+    """Raise CheckpointError naming the first field where two architectures differ (one saved
+    while the LSTM had its own width option is read in today's terms: :func:`upgrade_model_dict`)."""
+    saved = _lstm_width_as_hidden_size(saved)
     for key in sorted(set(saved) | set(current)):
         if saved.get(key) != current.get(key):
             raise CheckpointError(f"checkpoint architecture differs in {key!r}: "
@@ -255,17 +257,42 @@ def section_from_dict(cls, data):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def model_config_from_dict(data):
-    """The ``model`` section as an :class:`agents.model.ModelConfig`.
+def upgrade_model_dict(data) -> dict:
+    """A saved ``model`` section in today's terms: the one place where old configs are upgraded.
 
-    A model config saved before the ``srwm_*`` options existed describes the IDSIA RL
-    SRWM layer, so it gets those options' IDSIA RL values, not today's defaults; one saved
-    before ``encoder_init`` existed was initialised with PyTorch's defaults (``torch``)."""
-    from agents.model import ModelConfig
+    * Saved before the ``srwm_*`` options existed: it describes the IDSIA RL SRWM layer, so
+      it gets those options' IDSIA RL values, not today's defaults.
+    * Saved before ``encoder_init`` existed: initialised with PyTorch's defaults (``torch``).
+    * Saved while the LSTM had its own width option ``lstm_hidden_size`` (every core now
+      takes ``hidden_size``): for the lstm core it becomes ``hidden_size``; the other cores
+      ignored it. A checkpoint's architecture, which lists the same fields, is read the
+      same way by :func:`check_architecture`.
+    """
     model = dict(data or {})
-    if model and "srwm_input_norm" not in model:
+    if not model:
+        return model
+    if "srwm_input_norm" not in model:
         from agents.cores.srwm import SRWM_PAPER_OPTIONS
         model = {**SRWM_PAPER_OPTIONS, **model}
-    if model and "encoder_init" not in model:
+    if "encoder_init" not in model:
         model["encoder_init"] = "torch"
-    return section_from_dict(ModelConfig, model)
+    return _lstm_width_as_hidden_size(model)
+
+
+def _lstm_width_as_hidden_size(data: dict) -> dict:
+    """``lstm_hidden_size`` (saved before every core took ``hidden_size``) as the lstm core's
+    ``hidden_size``; dropped for the other cores, which did not use it."""
+    if "lstm_hidden_size" not in data:
+        return data
+    data = dict(data)
+    units = data.pop("lstm_hidden_size")
+    if data.get("core") == "lstm":
+        data["hidden_size"] = units
+    return data
+
+
+def model_config_from_dict(data):
+    """The ``model`` section as an :class:`agents.model.ModelConfig` (an old section upgraded
+    first: :func:`upgrade_model_dict`)."""
+    from agents.model import ModelConfig
+    return section_from_dict(ModelConfig, upgrade_model_dict(data))

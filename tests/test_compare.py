@@ -68,7 +68,7 @@ def test_stratified_bootstrap_resamples_runs_within_each_task():
 TINY = ["--cores", "ff", "lstm", "--tasks", "recall-4", "--seeds", "2", "--total-steps", "1500",
         "--no-progress", "--jobs", "2"]
 SMALL_MODEL = ["--", "--num-actors", "1", "--hidden-size", "16", "--num-heads", "2", "--head-size", "8", "--d-ff", "32",
-               "--lstm-hidden-size", "16", "--feature-size", "16", "--log-interval-s", "0.5"]
+               "--feature-size", "16", "--log-interval-s", "0.5"]
 
 
 def compare_cmd(out, *args):

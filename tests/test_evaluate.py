@@ -25,7 +25,7 @@ from learner.evaluation.stats import return_stats
 from learner.evaluation.video import find_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--core", "lstm", "--lstm-hidden-size", "16", "--feature-size", "16", "--encoder", "mlp",
+SMALL = ["--core", "lstm", "--hidden-size", "16", "--feature-size", "16", "--encoder", "mlp",
          "--num-actors", "1", "--batch-size", "1", "--device", "cpu"]
 GAMES = ("leaper", "dodgeball")
 
@@ -439,6 +439,36 @@ def test_a_failed_video_keeps_every_finished_result(procgen_run, tmp_path, capsy
     rows = read_rows(tmp_path / "episodes.csv")
     assert [int(r["episode"]) for r in rows] == [0, 1]       # the failed video's episode is kept too
     assert all(float(r["length"]) > 0 for r in rows)
+
+
+def test_checkpoint_of_the_lstm_width_option_loads_and_evaluates(memory_run, tmp_path, capsys):
+    """A run saved while the LSTM had its own width option (``lstm_hidden_size``; the
+    ``hidden_size`` it saved was ignored by the lstm core) rebuilds the same LSTM, loads its
+    weights bit for bit and evaluates; also once a resume has rewritten its config.json in
+    today's terms while its newest checkpoint is still the old one."""
+    import shutil
+    from launch.config import config_from_dict, config_to_dict
+    from learner.evaluation.loading import load_policy
+    run = tmp_path / "old"
+    shutil.copytree(memory_run, run)
+    ckpt = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]
+    payload = torch.load(ckpt, weights_only=True)
+    for section in (payload["config"]["model"], payload["architecture"]):
+        assert section["core"] == "lstm" and section["hidden_size"] == 16
+        section.update(hidden_size=128, lstm_hidden_size=16)               # the old layout
+    torch.save(payload, ckpt)
+    (run / "config.json").write_text(json.dumps(payload["config"]))
+    policy = load_policy(run)
+    assert policy.agent.core.hidden_size == 16 and policy.model.hidden_size == 16
+    state = policy.agent.state_dict()
+    assert set(state) == set(payload["learner"]["model"])
+    assert all(torch.equal(state[k], v) for k, v in payload["learner"]["model"].items())
+    code, _, err = evaluate([run, "--episodes", 1, "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    (run / "config.json").write_text(json.dumps(config_to_dict(config_from_dict(payload["config"]))))
+    assert "lstm_hidden_size" not in (run / "config.json").read_text()
+    code, _, err = evaluate([run, "--episodes", 1, "--out", tmp_path / "out2"], capsys)
+    assert code == 0, err
 
 
 def test_run_directory_whose_newest_checkpoint_is_of_another_core_is_refused(procgen_run, tmp_path, capsys):

@@ -32,7 +32,7 @@ from envs.base import EpisodeInfo, ObsSpec, VecEnv
 torch.set_num_threads(1)
 
 OBS_DIM, NUM_ACTIONS = 6, 4
-SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32, lstm_hidden_size=16,
+SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32,
              feature_size=16)
 
 
@@ -648,7 +648,7 @@ def test_bench_command_measures_env_and_learner(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = bench_main(["--env", "memory", "--cores", "ff", "lstm", "--phases", "env", "learner", "--seconds", "0.3",
                      "--warmup", "0.1", "--hidden-size", "16", "--num-heads", "2", "--head-size", "8",
-                     "--d-ff", "32", "--lstm-hidden-size", "16", "--feature-size", "16", "--json", str(out)])
+                     "--d-ff", "32", "--feature-size", "16", "--json", str(out)])
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["env"]["env_sps"] > 0 and [r["core"] for r in res["runs"]] == ["ff", "lstm"]

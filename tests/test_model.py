@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from agents.core import list_cores
 from agents.encoders import ImpalaResNet, MLPEncoder, NatureCNN, choose_encoder, make_encoder
-from agents.model import Agent, ModelConfig, build_agent, validate_model_config
+from agents.model import Agent, ModelConfig, build_agent, core_options, validate_model_config
 from envs.base import ObsSpec
 
 torch.set_num_threads(1)
@@ -112,7 +112,7 @@ def test_choose_encoder_and_errors():
     assert choose_encoder((8,)) == "mlp" and choose_encoder((4, 5)) == "mlp"
     assert choose_encoder((4, 84, 84), "impala") == "impala"
     assert choose_encoder((3, 64, 64), "mlp") == "mlp"
-    with pytest.raises(ValueError, match=r"unknown encoder 'resnet'; valid encoders: auto, impala, nature, mlp"):
+    with pytest.raises(ValueError, match=r"^unknown encoder 'resnet'; known encoders: auto, impala, mlp, nature$"):
         make_encoder((3, 64, 64), "uint8", name="resnet")
     with pytest.raises(ValueError, match=r"encoder 'nature' needs image observations \[C, H, W\], got shape \[8\]"):
         make_encoder((8,), "float32", name="nature")
@@ -122,6 +122,103 @@ def test_choose_encoder_and_errors():
         make_encoder((8,), "float32", feature_size=0)
     with pytest.raises(ValueError, match=r"expects observations \[N, 3, 64, 64\], got \[2, 3, 32, 32\]"):
         make_encoder((3, 64, 64), "uint8")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+@pytest.fixture
+def linear_encoder():
+    """An encoder registered by the test, as a user's module would."""
+    from agents.encoders import Encoder, register_encoder, unregister_encoder
+
+    @register_encoder("test_linear")
+    class LinearEncoder(Encoder):
+        default_feature_size = 6
+        standard_init = "orthogonal"
+
+        def __init__(self, obs_shape, feature_size):
+            super().__init__()
+            self.fc = torch.nn.Linear(math.prod(obs_shape), feature_size)
+            self.output_size = feature_size
+
+        def forward(self, obs):
+            return torch.tanh(self.fc(obs.flatten(1).to(self.fc.weight.dtype)))
+
+    yield "test_linear", LinearEncoder
+    unregister_encoder("test_linear")
+
+
+def test_a_registered_encoder_is_built_by_the_model(linear_encoder):
+    from agents.encoders import list_encoders
+    name, cls = linear_encoder
+    assert name in list_encoders()
+    agent = small_agent(VECTOR, 4, core="lstm", encoder=name, feature_size=0)
+    assert isinstance(agent.encoder, cls) and agent.encoder.output_size == 6        # its default size
+    assert agent.core.input_size == 6 + 1 and agent.architecture()["encoder_kind"] == name
+    w = agent.encoder.fc.weight                                  # --encoder-init standard: its own choice
+    torch.testing.assert_close(w @ w.T, 2 * torch.eye(6, dtype=F64), rtol=0, atol=1e-6)
+    assert [k for k in agent.state_dict() if k.startswith("encoder.")] == ["encoder.fc.weight", "encoder.fc.bias"]
+    inputs = unroll_inputs(VECTOR, 3, 2)
+    out, _ = agent(inputs, agent.initial_state(2))
+    feats = torch.tanh(agent.encoder.fc(inputs["obs"].to(F64)))
+    torch.testing.assert_close(agent.core_input(inputs)[..., :6], feats)
+    assert out["policy_logits"].shape == (3, 2, 4)
+    assert small_agent(VECTOR, 4, encoder=name, feature_size=3).encoder.output_size == 3
+
+
+def test_the_readme_encoder_example_builds_into_an_agent():
+    """The code block of the README's "Adding an encoder" runs as written (doc and code cannot drift)."""
+    import re
+    from pathlib import Path
+    from agents.encoders import unregister_encoder
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"<!-- encoder-example.*?-->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README.md has no '<!-- encoder-example -->' python block"
+    try:
+        exec(compile(m.group(1), "README.md", "exec"), {"__name__": "readme_encoder_example"})
+        agent = small_agent(PROCGEN, 15, encoder="small_cnn", feature_size=0)
+        assert type(agent.encoder).__name__ == "SmallCNN" and agent.encoder.output_size == 128
+        out, _ = agent(unroll_inputs(PROCGEN, 2, 3), agent.initial_state(3))
+        assert out["policy_logits"].shape == (2, 3, 15) and torch.isfinite(out["policy_logits"]).all()
+        with pytest.raises(ValueError, match=r"encoder 'small_cnn' needs image observations"):
+            small_agent(VECTOR, 4, encoder="small_cnn")
+    finally:
+        unregister_encoder("small_cnn")
+
+
+def test_register_encoder_refuses_what_it_cannot_build():
+    from agents.encoders import Encoder, register_encoder
+
+    class NoSize(Encoder):
+        pass
+
+    with pytest.raises(TypeError, match=r"set the class attribute default_feature_size"):
+        register_encoder("test_no_size")(NoSize)
+    with pytest.raises(TypeError, match=r"expects an Encoder subclass"):
+        register_encoder("test_module")(torch.nn.Linear)
+    with pytest.raises(ValueError, match=r"'auto' is reserved"):
+        register_encoder("auto")(type("Auto", (Encoder,), {"default_feature_size": 4}))
+    with pytest.raises(ValueError, match=r"already registered by MLPEncoder"):
+        register_encoder("mlp")(type("Other", (Encoder,), {"default_feature_size": 4}))
+
+
+def test_an_encoder_from_a_users_module_is_found_through_core_import(tmp_path, monkeypatch):
+    """--core-import imports a module that registers an encoder, in every process that builds
+    the agent (the Agent validates its config, which imports the modules first)."""
+    from agents.encoders import list_encoders, unregister_encoder
+    (tmp_path / "fwrl_user_encoder.py").write_text(
+        "import torch\nfrom agents.encoders import Encoder, register_encoder\n\n"
+        "@register_encoder('user_enc')\nclass UserEncoder(Encoder):\n    default_feature_size = 5\n"
+        "    def __init__(self, obs_shape, feature_size):\n        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(obs_shape[-1], feature_size)\n        self.output_size = feature_size\n"
+        "    def forward(self, obs):\n        return self.fc(obs.to(self.fc.weight.dtype))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(ValueError, match=r"--encoder 'user_enc' is not a registered encoder"):
+            validate_model_config(ModelConfig(encoder="user_enc"))
+        agent = small_agent(VECTOR, 4, encoder="user_enc", feature_size=0, core_import="fwrl_user_encoder")
+        assert type(agent.encoder).__name__ == "UserEncoder" and agent.encoder.output_size == 5
+        assert "user_enc" in list_encoders()
+    finally:
+        unregister_encoder("user_enc")
 
 
 # ============================================================================ agent
@@ -175,7 +272,7 @@ def test_sampled_actions_follow_softmax_of_logits():
                                       ("vector", "lstm"), ("vector", "sr_delta"), ("vector", "ff")])
 def test_one_step_calls_equal_whole_unroll(env, core):
     spec, A = SPECS[env]
-    agent = small_agent(spec, A, core=core, lstm_hidden_size=12)
+    agent = small_agent(spec, A, core=core)
     T, B = 5 if env != "vector" else 9, 2
     inputs = unroll_inputs(spec, T, B, seed=3)
     inputs["done"][0, 1] = inputs["done"][2, 0] = True
@@ -227,10 +324,79 @@ def test_reward_is_clipped_before_the_core():
     torch.testing.assert_close(raw.core_input(big)[..., -1], torch.full((3, 2), 7.0, dtype=F64))
 
 
-def test_lstm_agent_uses_lstm_hidden_size():
-    agent = small_agent(VECTOR, 4, core="lstm", lstm_hidden_size=24)
+def test_lstm_agent_uses_hidden_size():
+    agent = small_agent(VECTOR, 4, core="lstm", hidden_size=24)
     assert agent.core.output_size == 24 and agent.policy.in_features == 24
     assert set(agent.state_spec()) == {"h", "c"}
+
+
+def test_hidden_size_zero_builds_each_core_at_its_own_default():
+    """--hidden-size defaults to 0: every core gets the hidden_size of its signature (the
+    papers' LSTM 256, the fast-weight cores' 128 = 8 x 16), and the architecture names it."""
+    assert ModelConfig().hidden_size == 0
+    for core, width in (("lstm", 256), ("ff", 128), ("srwm", 128), ("deltanet", 128)):
+        cfg = ModelConfig(core=core, feature_size=8)
+        assert core_options(cfg)["hidden_size"] == width
+        agent = build_agent(cfg, VECTOR, 4)
+        assert agent.core.output_size == width and agent.architecture()["hidden_size"] == width
+    with pytest.raises(ValueError, match=r"4 x 16 = 64 != 128 \(the core's default --hidden-size\)"):
+        validate_model_config(ModelConfig(core="srwm", num_heads=4))
+
+
+@pytest.fixture
+def option_core():
+    """A core registered by the test, as a user's module would: its signature declares the
+    options it takes (two ModelConfig fields, one of them with its own default width, and one
+    option of its own, which keeps its default); it records what it was given."""
+    from agents.core import MemoryCore, register_core, unregister_core
+    from agents.cores.ff import FeedForwardCore
+
+    @register_core("test_option_core")
+    class OptionCore(FeedForwardCore):
+        def __init__(self, input_size, *, hidden_size=7, dropout=0.25, own_option="kept"):
+            super().__init__(input_size, hidden_size=hidden_size)
+            self.given = dict(hidden_size=hidden_size, dropout=dropout, own_option=own_option)
+
+    assert issubclass(OptionCore, MemoryCore)
+    yield "test_option_core"
+    unregister_core("test_option_core")
+
+
+def test_a_registered_core_receives_the_options_its_signature_declares(option_core):
+    cfg = ModelConfig(core=option_core, dropout=0.5, num_layers=3, feature_size=8)
+    assert core_options(cfg) == {"hidden_size": 7, "dropout": 0.5}          # its default width, no num_layers
+    agent = build_agent(cfg, VECTOR, 4)
+    assert agent.core.given == {"hidden_size": 7, "dropout": 0.5, "own_option": "kept"}
+    assert agent.core.output_size == 7 and agent.architecture()["hidden_size"] == 7
+    agent = build_agent(dataclasses.replace(cfg, hidden_size=5), VECTOR, 4)
+    assert agent.core.given["hidden_size"] == 5 and agent.policy.in_features == 5
+
+
+def test_core_options_names_no_core():
+    """No per-core special case: which options a core gets comes from its signature alone."""
+    import inspect
+    import agents.model as model_module
+    source = inspect.getsource(model_module.core_options) + inspect.getsource(model_module.validate_model_config)
+    named = [core for core in list_cores() if f"'{core}'" in source or f'"{core}"' in source]
+    assert not named, f"core names in core_options / validate_model_config: {named}"
+
+
+def test_a_core_option_without_default_or_model_field_is_one_line():
+    from agents.core import register_core, unregister_core
+    from agents.cores.ff import FeedForwardCore
+
+    @register_core("test_needs_option")
+    class NeedsOption(FeedForwardCore):
+        def __init__(self, input_size, *, hidden_size=8, gate_count):
+            super().__init__(input_size, hidden_size=hidden_size)
+
+    try:
+        with pytest.raises(ValueError, match=r"^core 'test_needs_option' takes option 'gate_count', which has no "
+                                             r"default and is no model option; give it a default in the core's "
+                                             r"constructor$"):
+            validate_model_config(ModelConfig(core="test_needs_option"))
+    finally:
+        unregister_core("test_needs_option")
 
 
 def test_architecture_is_plain_data_naming_every_field():
@@ -276,6 +442,37 @@ def test_old_configs_get_pytorch_default_encoder_init():
     assert config_from_dict({"model": {"core": "ff", "encoder_init": "standard"}}).model.encoder_init == "standard"
 
 
+#: A model section and an architecture as runs saved them while the LSTM had its own width
+#: option (copied from such a checkpoint; older still: no srwm_* options, no encoder_init).
+OLD_LSTM_MODEL = {"core": "lstm", "encoder": "mlp", "hidden_size": 128, "num_layers": 2, "num_heads": 8,
+                  "head_size": 16, "d_ff": 512, "dropout": 0.0, "detach_each_step": False,
+                  "lstm_hidden_size": 16, "feature_size": 16, "use_task_id": False, "reward_clip": 1.0,
+                  "encoder_dtype": "float32", "compile_encoder": False}
+OLD_LSTM_ARCH = {"core": "lstm", "encoder": "mlp", "hidden_size": 128, "num_layers": 2, "num_heads": 8,
+                 "head_size": 16, "d_ff": 512, "dropout": 0.0, "detach_each_step": False,
+                 "lstm_hidden_size": 16, "feature_size": 16, "use_task_id": False, "reward_clip": 1.0,
+                 "encoder_kind": "mlp", "obs_shape": [5], "obs_dtype": "float32", "num_actions": 4,
+                 "num_tasks": 1, "state_spec": {"h": {"shape": [16], "dtype": "float32"},
+                                                "c": {"shape": [16], "dtype": "float32"}}}
+
+
+def test_old_lstm_width_option_rebuilds_the_same_lstm():
+    from learner.checkpoint import CheckpointError, check_architecture, model_config_from_dict
+    cfg = model_config_from_dict(OLD_LSTM_MODEL)
+    assert cfg.hidden_size == 16 and "lstm_hidden_size" not in dataclasses.asdict(cfg)
+    agent = build_agent(cfg, ObsSpec((5,), "float32"), 4)
+    assert agent.core.hidden_size == 16 and agent.core.lstm.weight_hh_l0.shape == (64, 16)
+    check_architecture(OLD_LSTM_ARCH, agent.architecture())
+    # another width is still another architecture, named as today's option
+    with pytest.raises(CheckpointError, match=r"differs in 'hidden_size': checkpoint has 32, this run has 16"):
+        check_architecture(dict(OLD_LSTM_ARCH, lstm_hidden_size=32), agent.architecture())
+    # the other cores ignored the option: their hidden_size stands
+    ff_cfg = model_config_from_dict(dict(OLD_LSTM_MODEL, core="ff"))
+    assert ff_cfg.hidden_size == 128
+    ff = build_agent(ff_cfg, ObsSpec((5,), "float32"), 4)
+    check_architecture(dict(OLD_LSTM_ARCH, core="ff", state_spec={}), ff.architecture())
+
+
 @pytest.mark.parametrize("core, extra", [("srwm_paper", 0), ("srwm", 2 * 2 * 128)])
 def test_paper_srwm_agent_parameter_count(core, extra):
     """IMPALA encoder + SRWM core (2 layers, 128 = 8 x 16, d_ff 512) + heads, 15 actions;
@@ -307,12 +504,12 @@ def test_bad_inputs_raise():
 
 @pytest.mark.parametrize("changes,message", [
     (dict(core="gruu"), r"--core 'gruu' is not a registered core; known cores: delta_rnn, deltanet, .*srwm"),
-    (dict(encoder="resnet"), r"--encoder 'resnet' is unknown; valid encoders: auto, impala, nature, mlp"),
+    (dict(encoder="resnet"), r"^--encoder 'resnet' is not a registered encoder; known encoders: auto, impala, mlp, "
+                             r"nature$"),
     (dict(num_heads=4), r"--num-heads x --head-size must equal --hidden-size for core 'srwm': 4 x 16 = 64 != 128"),
-    (dict(hidden_size=0), r"--hidden-size must be a positive integer, got 0"),
+    (dict(hidden_size=-1), r"--hidden-size must be a positive integer \(0 = the core's default\), got -1"),
     (dict(num_layers=-1), r"--num-layers must be a positive integer, got -1"),
     (dict(d_ff=2.5), r"--d-ff must be a positive integer, got 2.5"),
-    (dict(lstm_hidden_size=0), r"--lstm-hidden-size must be a positive integer, got 0"),
     (dict(feature_size=-3), r"--feature-size must be a non-negative integer"),
     (dict(dropout=1.0), r"--dropout must be in \[0, 1\), got 1.0"),
     (dict(dropout=-0.1), r"--dropout must be in \[0, 1\), got -0.1"),

@@ -206,7 +206,7 @@ def test_one_component_sampling_draws_what_the_old_code_drew():
 
 ENV_MODULE = "tests.multidiscrete_envs"
 MATCH = f"gym:{ENV_MODULE}:FwrlMultiMatch-v0"
-SMALL = dict(hidden_size=16, num_layers=1, num_heads=2, head_size=8, d_ff=32, lstm_hidden_size=16,
+SMALL = dict(hidden_size=16, num_layers=1, num_heads=2, head_size=8, d_ff=32,
              feature_size=16)
 
 

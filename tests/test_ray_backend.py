@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "memory:2:2"          # cue of 2, answer 2 steps later: chance is 0.5, memory reaches 1
 CHANCE = 0.5
-SMALL = ["--core", "lstm", "--lstm-hidden-size", "32", "--feature-size", "32"]
+SMALL = ["--core", "lstm", "--hidden-size", "32", "--feature-size", "32"]
 BASE = ["--env", ENV, *SMALL, "--num-actors", "2", "--envs-per-actor", "8", "--batch-size", "16",
         "--unroll-length", "10", "--learning-rate", "2e-3", "--learner-threads", "1",
         "--log-interval-s", "1", "--no-progress"]

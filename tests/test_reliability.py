@@ -18,7 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--hidden-size", "16", "--num-heads", "2", "--head-size", "8", "--d-ff", "32",
-         "--lstm-hidden-size", "16", "--feature-size", "16"]
+         "--feature-size", "16"]
 BASE = ["--env", "memory", "--core", "lstm", *SMALL, "--num-actors", "2", "--envs-per-actor", "2",
         "--batch-size", "4", "--unroll-length", "10", "--learner-threads", "1", "--no-progress",
         "--log-interval-s", "0.2"]
@@ -209,7 +209,7 @@ def test_kill_9_of_an_actor_discards_its_partial_unroll(tmp_path):
 
     cfg = TrainConfig()
     cfg.env = EnvConfig(env="counting:1000")
-    cfg.model = ModelConfig(core="lstm", hidden_size=16, lstm_hidden_size=16, feature_size=16,
+    cfg.model = ModelConfig(core="lstm", hidden_size=16, feature_size=16,
                             num_heads=2, head_size=8, d_ff=32)
     cfg.actor.num_actors, cfg.actor.envs_per_actor, cfg.actor.unroll_length = 2, 2, 40
     cfg.actor.batch_size = 2

@@ -17,7 +17,7 @@ from agents.model import ModelConfig, build_agent
 from envs import EnvConfig, describe_env, make_vec_env
 from learner.vtrace import from_logits
 
-SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32, lstm_hidden_size=16,
+SMALL = dict(hidden_size=16, num_layers=2, num_heads=2, head_size=8, d_ff=32,
              feature_size=16)
 
 

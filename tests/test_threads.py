@@ -76,7 +76,7 @@ def test_default_run_keeps_busy_threads_within_the_layout(tmp_path):
     import psutil
     cmd = [sys.executable, "-m", "launch.train", "--env", "memory", "--core", "lstm",
            "--num-actors", "2", "--envs-per-actor", "16", "--batch-size", "16",
-           "--unroll-length", "20", "--hidden-size", "64", "--lstm-hidden-size", "64",
+           "--unroll-length", "20", "--hidden-size", "64",
            "--total-steps", "100000000", "--runs-dir", str(tmp_path), "--name", "t",
            "--no-progress", "--log-interval-s", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = ["--hidden-size", "16", "--num-heads", "2", "--head-size", "8", "--d-ff", "32",
-         "--lstm-hidden-size", "16", "--feature-size", "16"]
+         "--feature-size", "16"]
 
 
 def run_train(args, tmp_path, timeout=300, check=True):
@@ -122,6 +122,8 @@ BAD = [
     (["--inference", "gpu"], "gpu"),
     (["--env", "procgen:bigfish", "--start-level", "-1"], "start"),
     (["--env", "procgen:bigfish", "--distribution-mode", "memory"], "memory"),
+    (["--encoder", "resnet"], "is not a registered encoder; known encoders: auto, impala, mlp, nature"),
+    (["--env", "memory", "--encoder", "nature"], "encoder 'nature' needs image observations [C, H, W]"),
 ]
 
 
@@ -186,7 +188,7 @@ def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
     from envs import describe_env
     cfg = TrainConfig()
     cfg.env.env, cfg.model.core = "memory", "lstm"
-    cfg.model.lstm_hidden_size = 16
+    cfg.model.hidden_size = 16
     d = tmp_path / "arch"
     d.mkdir()
     save_config(cfg, d / "config.json")
@@ -194,9 +196,41 @@ def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
     agent = build_agent(cfg.model, spec, A, len(tasks))
     save_checkpoint(d, {"config": config_to_dict(cfg), "architecture": agent.architecture(),
                         "learner": {"counters": {"steps": 0}}, "run": {"task_names": tasks}}, 1)
-    assert main(["--runs-dir", str(tmp_path), "--name", "arch", "--resume", "--lstm-hidden-size", "32"]) == 2
+    assert main(["--runs-dir", str(tmp_path), "--name", "arch", "--resume", "--hidden-size", "32"]) == 2
     err = capsys.readouterr().err
-    assert "lstm_hidden_size" in err and len(err.strip().splitlines()) == 1
+    assert "hidden_size" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_run_saved_with_the_lstm_width_option(tmp_path):
+    """A run saved while the LSTM had its own width option (``lstm_hidden_size``; the lstm
+    core ignored ``hidden_size``) resumes into the same LSTM; its config.json is rewritten in
+    today's terms."""
+    from launch.config import TrainConfig, config_to_dict
+    from launch.train import prepare
+    from learner.checkpoint import save_checkpoint
+    from agents.model import build_agent
+    from envs import describe_env
+    cfg = TrainConfig()
+    cfg.env.env, cfg.model.core, cfg.model.hidden_size, cfg.model.feature_size = "memory", "lstm", 24, 16
+    spec, A, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, spec, A, len(tasks))
+    old_config, old_arch = config_to_dict(cfg), agent.architecture()
+    for section in (old_config["model"], old_arch):
+        section.update(hidden_size=128, lstm_hidden_size=24)
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(old_config))
+    save_checkpoint(d, {"config": old_config, "architecture": old_arch,
+                        "learner": {"model": agent.state_dict(), "counters": {"steps": 0}},
+                        "run": {"task_names": tasks}}, 1)
+    new_cfg, _, new_agent, *_, payload, lock = prepare(["--runs-dir", str(tmp_path), "--name", "old", "--resume"])
+    try:
+        assert new_cfg.model.hidden_size == 24 and new_agent.core.hidden_size == 24
+        new_agent.load_state_dict(payload["learner"]["model"], strict=True)
+        saved = json.loads((d / "config.json").read_text())["model"]
+        assert saved["hidden_size"] == 24 and "lstm_hidden_size" not in saved
+    finally:
+        lock.release()
 
 
 def _old_layout_config():
@@ -313,6 +347,7 @@ def test_fault_injection_is_not_a_command_line_option(tmp_path, capsys):
 def test_atari_script_uses_the_recurrent_fwp_papers_sizes(core, tmp_path):
     """launch/atari.sh GAME CORE: the five cores of the Atari paper get its model sizes (2 layers,
     4 heads of 32, d_ff 512, LSTM 256); other cores keep the shared 8 heads of 16."""
+    from agents.model import core_options
     from launch.config import parse_config
     fake = tmp_path / "python"
     fake.write_text('#!/bin/sh\nshift 2\nprintf "%s\\n" "$@"\n')       # drop "-m launch.train"
@@ -323,6 +358,26 @@ def test_atari_script_uses_the_recurrent_fwp_papers_sizes(core, tmp_path):
     assert cfg.model.core == core and cfg.env.env == "atari:Pong"
     assert (cfg.learner.learning_rate, cfg.actor.batch_size, cfg.actor.unroll_length) == (6e-4, 32, 50)
     want = (4, 32) if core != "srwm" else (8, 16)
-    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.model.d_ff) == (2, 128, 512)
-    assert (cfg.model.num_heads, cfg.model.head_size) == want
-    assert cfg.model.lstm_hidden_size == 256
+    assert core_options(cfg.model)["hidden_size"] == (256 if core == "lstm" else 128)
+    if core != "lstm":
+        assert (cfg.model.num_layers, cfg.model.d_ff) == (2, 512)
+        assert (cfg.model.num_heads, cfg.model.head_size) == want
+
+
+@pytest.mark.parametrize("script", ["procgen_easy_multitask.sh", "procgen_memory_multitask.sh"])
+@pytest.mark.parametrize("core", ["lstm", "srwm", "ff"])
+def test_procgen_scripts_build_the_srwm_papers_sizes(script, core, tmp_path):
+    """The ProcGen scripts share launch/impala_paper_flags.sh: 2 layers of 8 heads of 16 (hidden
+    128), d_ff 512; the LSTM keeps its 256 units (the paper's baseline)."""
+    from agents.model import core_options
+    from launch.config import parse_config
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nshift 2\nprintf "%s\\n" "$@"\n')       # drop "-m launch.train"
+    fake.chmod(0o755)
+    out = subprocess.run([str(ROOT / "launch" / script), core], env=dict(os.environ, PYTHON=str(fake)),
+                         capture_output=True, text=True, check=True)
+    cfg = parse_config(out.stdout.splitlines())
+    opts = core_options(cfg.model)
+    assert cfg.model.core == core and opts["hidden_size"] == (256 if core == "lstm" else 128)
+    if core == "srwm":
+        assert (opts["num_layers"], opts["num_heads"], opts["head_size"], opts["d_ff"]) == (2, 8, 16, 512)

@@ -104,6 +104,11 @@ def check_run_config(run_dir: Path, ckpt_config: dict, path: Path) -> None:
     except (OSError, ValueError, AttributeError):
         return                                   # no readable config.json: the checkpoint decides
     ckpt_model = ckpt_config.get("model", {}) if isinstance(ckpt_config, dict) else {}
+    if not (isinstance(run_model, dict) and isinstance(ckpt_model, dict)):
+        return
+    # both in today's terms: a resumed old run's config.json is already upgraded, its checkpoints not
+    from learner.checkpoint import upgrade_model_dict
+    run_model, ckpt_model = upgrade_model_dict(run_model), upgrade_model_dict(ckpt_model)
     speed_only = ("encoder_dtype", "compile_encoder")
     for key in sorted(set(run_model) | set(ckpt_model)):
         if key not in speed_only and key in run_model and key in ckpt_model \
