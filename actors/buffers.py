@@ -23,7 +23,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from agents.action_dist import action_shape, as_action_dims, num_logits
+from agents.action_dist import action_shape, dims_or_single, num_logits
 from agents.core import StateSpec
 
 _NP_TO_TORCH = {"uint8": torch.uint8, "float32": torch.float32, "float64": torch.float32,
@@ -42,7 +42,7 @@ def rollout_specs(obs_shape: Tuple[int, ...], obs_dtype: str, num_actions: int,
     """Per-entry shape and dtype of every rollout key. ``action_dims``: the action layout
     (:mod:`agents.action_dist`; None: one head over ``num_actions``): an action is ``()``
     for one component, ``(K,)`` for K > 1."""
-    dims = (num_actions,) if action_dims is None else as_action_dims(action_dims)
+    dims = dims_or_single(action_dims, num_actions)
     if num_logits(dims) != num_actions:
         raise ValueError(f"the action layout {dims} has {num_logits(dims)} logits, not num_actions = {num_actions}")
     return {
@@ -90,7 +90,7 @@ class RolloutBuffers:
                  state_spec: StateSpec, *, share_memory: bool = True,
                  action_dims: Optional[Tuple[int, ...]] = None):
         self.layout = layout
-        self.action_dims = (num_actions,) if action_dims is None else as_action_dims(action_dims)
+        self.action_dims = dims_or_single(action_dims, num_actions)
         R, T1 = layout.num_rows, layout.unroll_length + 1
         self.data: Dict[str, torch.Tensor] = {}
         for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions, self.action_dims).items():

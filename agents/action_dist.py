@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 ActionDims = Tuple[int, ...]
 
-__all__ = ["ActionDims", "as_action_dims", "num_logits", "action_shape", "split_logits", "sample",
+__all__ = ["ActionDims", "as_action_dims", "dims_or_single", "num_logits", "action_shape", "split_logits", "sample",
            "greedy", "log_prob", "entropy", "check_actions"]
 
 
@@ -46,6 +46,12 @@ def as_action_dims(dims: Union[int, Sequence[int]]) -> ActionDims:
     if not out or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in out):
         raise ValueError(f"an action layout must be one or more positive ints, got {dims!r}")
     return out
+
+
+def dims_or_single(action_dims: Optional[Union[int, Sequence[int]]], width: int) -> ActionDims:
+    """The layout ``action_dims`` (:func:`as_action_dims`), or one categorical over ``width``
+    logits, ``(width,)``, when it is None (the default everywhere a layout is optional)."""
+    return (int(width),) if action_dims is None else as_action_dims(action_dims)
 
 
 def num_logits(dims: ActionDims) -> int:

@@ -179,7 +179,7 @@ class Agent(nn.Module):
             raise ValueError(f"num_actions must be a positive integer, got {num_actions!r}")
         if not isinstance(num_tasks, int) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
-        dims = (num_actions,) if action_dims is None else action_dist.as_action_dims(action_dims)
+        dims = action_dist.dims_or_single(action_dims, num_actions)
         if action_dist.num_logits(dims) != num_actions:
             raise ValueError(f"the action layout {dims} has {action_dist.num_logits(dims)} logits, "
                              f"not num_actions = {num_actions}")

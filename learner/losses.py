@@ -42,7 +42,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 
-from agents.action_dist import action_shape, as_action_dims, entropy, num_logits
+from agents.action_dist import action_shape, as_action_dims, dims_or_single, entropy, num_logits
 from learner import vtrace
 from learner.vtrace import action_log_probs
 
@@ -101,7 +101,7 @@ def entropy_loss(logits: torch.Tensor, reduction: str = "sum", *,
     _check_reduction(reduction)
     if logits.dim() != 3:
         raise ValueError(f"logits must be [T, B, A], got {list(logits.shape)}")
-    dims = (logits.shape[-1],) if action_dims is None else as_action_dims(action_dims)
+    dims = dims_or_single(action_dims, logits.shape[-1])
     neg_entropy = -entropy(logits, dims)                                 # [T, B]
     return _reduce(neg_entropy, reduction)
 
@@ -157,7 +157,7 @@ def impala_loss(learner_outputs: Mapping[str, torch.Tensor], batch: Mapping[str,
         raise ValueError(f"learner_outputs['policy_logits'] must be [T+1, B, A] with T >= 1, "
                          f"got {list(target_logits.shape)}")
     T1, B, A = target_logits.shape
-    dims = (A,) if action_dims is None else as_action_dims(action_dims)
+    dims = dims_or_single(action_dims, A)
     if num_logits(dims) != A:
         raise ValueError(f"learner_outputs['policy_logits'] have A = {A} entries but the action layout "
                          f"{dims} needs {num_logits(dims)}")

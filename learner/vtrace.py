@@ -39,7 +39,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from agents.action_dist import action_shape, as_action_dims, check_actions, log_prob, num_logits
+from agents.action_dist import action_shape, dims_or_single, check_actions, log_prob, num_logits
 
 __all__ = [
     "VTraceReturns",
@@ -82,7 +82,7 @@ def action_log_probs(policy_logits: torch.Tensor, actions: torch.Tensor,
     if policy_logits.dim() != 3:
         raise ValueError(f"policy logits must be [T, B, A], got {list(policy_logits.shape)}")
     T, B, A = policy_logits.shape
-    dims = (A,) if action_dims is None else as_action_dims(action_dims)
+    dims = dims_or_single(action_dims, A)
     if num_logits(dims) != A:
         raise ValueError(f"policy logits have A = {A} entries but the action layout {dims} needs "
                          f"{num_logits(dims)}")
