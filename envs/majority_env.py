@@ -17,7 +17,8 @@ Sequences are drawn uniformly among those whose most frequent symbol is unique (
 sequence with a tie is redrawn), so the answer is always defined. The answer step
 shows nothing of the sequence: a memoryless policy, like a uniformly random one,
 scores 1/K on average; a policy that counts scores 1. Observations are float32
-[K + 1]; K actions. Defaults: LEN = 9, K = 2 (odd LEN with K = 2 never ties).
+[K + 1]; K actions. Defaults: LEN = 9, K = 2 (odd LEN with K = 2 never ties). The episode
+shape is :class:`envs.answer_env.AnswerAtEndVecEnv`'s.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from envs.answer_env import AnswerAtEndVecEnv, parse_int_pair
 from envs.base import ObsSpec, VecEnv
-from envs.checks import check_actions
 from envs.config import EnvConfig
-from envs.episodes import EpisodeTracker
 from envs.registry import EnvBuild, EnvFamily, register_env_family
 
 DEFAULT_LENGTH = 9
@@ -39,18 +39,7 @@ MAX_NUM_SYMBOLS = 64
 
 def parse_majority_arg(items: Sequence[str]) -> Tuple[int, int]:
     """Spec items after ``majority:`` -> (length, num_symbols)."""
-    if not items:
-        return DEFAULT_LENGTH, DEFAULT_NUM_SYMBOLS
-    if len(items) != 1:
-        raise ValueError(f"majority spec takes one argument LEN or LEN:K, got {','.join(items)!r}")
-    parts = items[0].split(":")
-    if len(parts) > 2:
-        raise ValueError(f"majority spec argument {items[0]!r} is not LEN or LEN:K")
-    try:
-        length = int(parts[0])
-        k = int(parts[1]) if len(parts) == 2 else DEFAULT_NUM_SYMBOLS
-    except ValueError:
-        raise ValueError(f"majority spec argument {items[0]!r} is not LEN or LEN:K with integers") from None
+    length, k = parse_int_pair("majority", items, ("LEN", "K"), (DEFAULT_LENGTH, DEFAULT_NUM_SYMBOLS))
     if length < 1:
         raise ValueError(f"majority LEN={length} must be at least 1")
     if not 2 <= k <= MAX_NUM_SYMBOLS:
@@ -77,59 +66,26 @@ def draw_sequences(rng: np.random.Generator, n: int, length: int, k: int) -> Tup
         seqs[tie] = rng.integers(k, size=(int(tie.sum()), length))
 
 
-class MajorityVecEnv(VecEnv):
+class MajorityVecEnv(AnswerAtEndVecEnv):
     """N independent majority-vote episodes; see the module docstring."""
 
     def __init__(self, build: EnvBuild, length: int, k: int):
         self.length, self.k = length, k
-        self.num_envs = build.num_envs
-        self.obs_spec = ObsSpec(shape=(k + 1,), dtype="float32")
-        self.num_actions = k
-        self.task_names = list(build.tasks)
-        self.task_ids = build.task_ids.copy()
-        self._rng = np.random.default_rng(build.seed())
-        self._t = np.zeros(self.num_envs, dtype=np.int64)                 # [N]
-        self._seq = np.zeros((self.num_envs, length), dtype=np.int64)     # [N, LEN]
-        self._answer = np.zeros(self.num_envs, dtype=np.int64)            # [N]
-        self._rows = np.arange(self.num_envs)
-        self._tracker = EpisodeTracker(self.task_ids, self.task_names)
-        self._started = False
+        self._seq = np.zeros((build.num_envs, length), dtype=np.int64)     # [N, LEN]
+        super().__init__(build, answer_step=length, num_symbols=k)
+
+    def draw(self, rows: np.ndarray) -> np.ndarray:
+        self._seq[rows], answers = draw_sequences(self._rng, rows.size, self.length, self.k)
+        return answers
+
+    def symbols(self, rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+        shown = t < self.length                       # t = LEN asks and shows nothing
+        return np.where(shown, self._seq[rows, np.minimum(t, self.length - 1)], -1)
 
     @property
     def answers(self) -> np.ndarray:
         """int64 [N]: the right answer of every slot's current episode (for tests)."""
         return self._answer.copy()
-
-    def _new(self, rows: np.ndarray) -> None:
-        self._seq[rows], self._answer[rows] = draw_sequences(self._rng, rows.size, self.length, self.k)
-        self._t[rows] = 0
-
-    def _obs(self) -> np.ndarray:
-        obs = np.zeros((self.num_envs, self.k + 1), dtype=np.float32)            # [N, K+1]
-        show = self._t < self.length
-        rows = self._rows[show]
-        obs[rows, self._seq[rows, self._t[rows]]] = 1.0
-        obs[:, self.k] = ~show
-        return obs
-
-    def reset(self) -> np.ndarray:
-        self._new(self._rows)
-        self._tracker.reset()
-        self._started = True
-        return self._obs()
-
-    def step(self, actions: np.ndarray):
-        if not self._started:
-            raise RuntimeError("call reset() before step()")
-        actions = check_actions(actions, self.num_envs, self.num_actions)
-        answering = self._t == self.length                                   # [N]
-        reward = (answering & (actions == self._answer)).astype(np.float32)  # [N]
-        done = answering
-        self._t += 1
-        if done.any():
-            self._new(self._rows[done])
-        finished = self._tracker.update(reward, done)
-        return self._obs(), reward, done, finished
 
 
 @register_env_family("majority")
