@@ -75,6 +75,9 @@ class ModelConfig:
     srwm_qk_init_scale: float = field(default=4.0, metadata={
         "help": "SRWM family: W^q and W^k are initialised N(0, scale^2 / d) (1 = the IDSIA RL layer; "
                 "--core srwm_paper is the IDSIA RL layer whatever these options say)"})
+    lstm_forget_bias: float = field(default=1.0, metadata={
+        "help": "lstm: initial bias of the forget gate (1 as Gers et al. 2000 and Jozefowicz et al. 2015; "
+                "0 starts the gate at 0.5, close to PyTorch's and torchbeast's zero-mean default)"})
     encoder_init: str = field(default="standard", metadata={
         "help": "encoder initialisation: standard (the Nature CNN orthogonal with gain sqrt(2) as in "
                 "baselines/SB3/CleanRL, the others PyTorch's defaults), torch (PyTorch's defaults "
@@ -134,6 +137,9 @@ def validate_model_config(cfg: ModelConfig) -> None:
         v = getattr(cfg, name)
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")):
             raise ValueError(f"{_flag(name)} must be a positive number, got {v!r}")
+    v = cfg.lstm_forget_bias
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf")):
+        raise ValueError(f"--lstm-forget-bias must be a finite number, got {v!r}")
     opts = core_options(cfg)
     if {"hidden_size", "num_heads", "head_size"} <= set(opts) \
             and opts["num_heads"] * opts["head_size"] != opts["hidden_size"]:
@@ -215,7 +221,7 @@ class Agent(nn.Module):
         arch = dataclasses.asdict(self.cfg)                      # includes "core"
         arch.update(core_options(self.cfg))                      # the sizes built (hidden_size 0: the core's)
         # speed-only options, the initialisation and imports do not change what a set of weights means
-        for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "core_import"):
+        for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "lstm_forget_bias", "core_import"):
             arch.pop(speed_only, None)
         accepted = core_option_names(self.cfg.core)
         for name, paper in SRWM_PAPER_OPTIONS.items():

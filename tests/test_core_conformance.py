@@ -307,7 +307,7 @@ def test_options_follow_the_paper_defaults():
     layer = srwm.layers[0]
     assert (layer.num_heads, layer.head_size, layer.ff.fc1.out_features) == (8, 16, 512)
     assert make_core("lstm", 257).output_size == 256
-    assert core_option_names("lstm") == ["hidden_size"]
+    assert core_option_names("lstm") == ["hidden_size", "lstm_forget_bias"]
     assert "detach_each_step" not in core_option_names("fake_sr")
     # The IDSIA RL layer (srwm_paper): slow weights ~ N(0, 1/d), std over 4 * 8 * 16 * 16 entries,
     # x = softmax(h) with no LayerNorm.
@@ -464,6 +464,24 @@ def test_lstm_matches_lstm_cell_loop():
         h, c = cell(x[t], (h * keep, c * keep))
         torch.testing.assert_close(y[t], h, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(final["c"], c, rtol=1e-10, atol=1e-10)
+
+
+def test_lstm_forget_gate_bias_starts_at_the_option():
+    """Gate order i, f, g, o: the forget rows of b_ih + b_hh equal the option; the other
+    gates keep PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) draws."""
+    H = 32
+    for value in (1.0, 0.0, -0.5):
+        lstm = make_core("lstm", INPUT_SIZE, hidden_size=H, lstm_forget_bias=value).lstm
+        total = lstm.bias_ih_l0 + lstm.bias_hh_l0                          # [4H]
+        assert torch.equal(total[H:2 * H], torch.full((H,), value))
+        others = torch.cat([total[:H], total[2 * H:]])
+        assert others.abs().max() <= 2 / H ** 0.5 and others.std() > 0.05
+    torch.manual_seed(3)
+    a = make_core("lstm", INPUT_SIZE, hidden_size=H).lstm
+    torch.manual_seed(3)
+    b = torch.nn.LSTM(INPUT_SIZE, H)                                        # the same draws, untouched
+    assert torch.equal(a.weight_ih_l0, b.weight_ih_l0) and torch.equal(a.weight_hh_l0, b.weight_hh_l0)
+    assert torch.equal(a.bias_ih_l0[2 * H:], b.bias_ih_l0[2 * H:]) and not torch.equal(a.bias_ih_l0, b.bias_ih_l0)
 
 
 def test_ff_core_is_relu_linear():
