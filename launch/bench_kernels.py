@@ -45,11 +45,9 @@ import argparse
 import csv
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Callable, List
 
@@ -286,74 +284,6 @@ def print_summary(rows: List[dict]) -> None:
         print("\n".join("  " + s for s in lines))
 
 
-# ----------------------------------------------------------------------------- compile only
-
-
-def kernel_specs(ops, d: int) -> list:
-    """The variants of every Triton kernel of ``ops`` as the launchers pick them at head size ``d``."""
-    from agents.kernels.delta_rnn import triton_kernel as delta_rnn_kernels
-    from agents.kernels.delta_rule import triton_kernel as delta_kernels      # delta, gated, linear
-    from agents.kernels.rec_delta import triton_kernel as rec_delta_kernels
-    from agents.kernels.srwm import triton_kernel as srwm_kernels
-    return [spec for module in (delta_kernels, srwm_kernels, rec_delta_kernels, delta_rnn_kernels)
-            for spec in module.compile_specs(d)
-            if spec.label.split()[0] in ops]                # the label starts with the --ops name
-
-
-def compile_only(args) -> None:
-    """Compile each kernel variant for sm_<arch> (no GPU needed) and report resources; with
-    ``--dump-dir`` also write every variant's TTGIR, PTX and SASS there."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    target = GPUTarget("cuda", args.arch, 32)
-    ints = {"T", "B", "H", "C", "NC"}
-    table = None
-    if args.dump_dir:
-        os.makedirs(args.dump_dir, exist_ok=True)
-        table = open(os.path.join(args.dump_dir, "resources.csv"), "w", newline="")
-        writer = csv.DictWriter(table, fieldnames=("label", "file", "warps", "regs", "spill", "shared"))
-        writer.writeheader()
-
-    def compile_one(fn, consts, num_warps) -> tuple:
-        sig = {a: "constexpr" if a in consts else "i32" if a in ints else "*u8" if a == "reset_ptr" else "*fp32"
-               for a in fn.arg_names}
-        t0 = time.perf_counter()
-        k = triton.compile(triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts),
-                           target=target, options={"num_warps": num_warps})
-        res = {"seconds": time.perf_counter() - t0, "shared": k.metadata.shared, "regs": "?", "spill": "?"}
-        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-            f.write(k.asm["cubin"])
-            f.flush()
-            usage = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True).stdout
-            sass = (subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True).stdout
-                    if args.dump_dir else "")
-        m = re.search(r"REG:(\d+).*?STACK:(\d+).*?LOCAL:(\d+)", usage)
-        if m:
-            res["regs"], res["spill"] = m.group(1), f"{m.group(2)}/{m.group(3)}"
-        return res, k, sass
-
-    print(f"Compiling for sm_{args.arch} (registers per thread; stack/local bytes = spills)")
-    print(f"{'kernel':<26} {'warps':>5} {'regs':>5} {'spill':>8} {'smem':>6} {'compile_s':>9}")
-    for D in args.head_sizes:
-        for spec in kernel_specs(args.ops, D):
-            r, k, sass = compile_one(spec.fn, spec.constexprs, spec.num_warps)
-            print(f"{spec.label:<26} {spec.num_warps:>5} {r['regs']:>5} {r['spill']:>8} {r['shared']:>6} "
-                  f"{r['seconds']:>9.1f}", flush=True)
-            if args.dump_dir:
-                name = re.sub(r"[^A-Za-z0-9]+", "_", spec.label.replace("=", "")).strip("_")
-                for ext, text in (("ttgir", k.asm["ttgir"]), ("ptx", k.asm["ptx"]), ("sass", sass)):
-                    with open(os.path.join(args.dump_dir, f"{name}.{ext}"), "w") as f:
-                        f.write(text)
-                writer.writerow(dict(label=spec.label, file=name, warps=spec.num_warps, regs=r["regs"],
-                                     spill=r["spill"], shared=r["shared"]))
-                table.flush()                    # a long sweep can be stopped and still compared
-    if table:
-        table.close()
-        print(f"wrote the TTGIR, PTX and SASS of each variant to {args.dump_dir}")
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -363,6 +293,7 @@ def main(argv=None) -> int:
         if os.environ.get("TRITON_INTERPRET") == "1":
             print("--compile-only needs TRITON_INTERPRET unset")
             return 2
+        from launch.bench_kernels_compile import compile_only
         compile_only(args)
         return 0
     if args.device is None:
