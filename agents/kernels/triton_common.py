@@ -1,5 +1,6 @@
 """What the Triton kernels of every op share: dtypes, the reductions' combine functions,
-the masked softmax, and the description of a kernel variant for ``--compile-only``.
+the masked softmax, the backward of a delta-rule step, and the description of a kernel
+variant for ``--compile-only``.
 
 Reductions are written ``tl.reduce(x, axis, ADD)`` (and ``MAX``) with the combine
 functions below: on the GPU they compile to exactly what ``tl.sum`` / ``tl.max`` give.
@@ -71,6 +72,30 @@ def softmax(y, m):
 @triton.jit
 def sigmoid(x):
     return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def delta_step_bwd(S_in, G, k, q, e, beta, dy):
+    """Backward of one delta-rule step whose read follows its write, as the backward
+    kernels of the Delta RNN and RDN walk it (one program holds the state's whole key
+    axis: rows of ``S_in`` [K, V] are keys, columns values)::
+
+        u = beta e;   S = S_in + k u^T;   o = S^T q          (e = v - S_in^T k, stored)
+
+    ``S_in``: the state the step starts from (after its reset);
+    ``G``: dL/dS from the later steps; ``dy``: dL/do. Returns ``dq = S dy``, ``du`` = dL/du
+    (so dv = beta du and dbeta = <du, e>), ``dk``, and ``G`` = dL/dS_in through this step,
+    the path through ``v_old = S_in^T k`` included (dL/dv_old = -beta du). One helper rather
+    than finer ones: every nested ``@jit`` call costs time under the CPU interpreter."""
+    u = beta * e                                                     # [V]
+    S = S_in + k[:, None] * u[None, :]
+    dq = tl.reduce(S * dy[None, :], 1, ADD)                          # S dy
+    G += q[:, None] * dy[None, :]                                    # o = S^T q
+    du = tl.reduce(G * k[:, None], 0, ADD)                           # G^T k
+    dvold = -beta * du
+    dk = tl.reduce(G * u[None, :], 1, ADD) + tl.reduce(S_in * dvold[None, :], 1, ADD)
+    G += k[:, None] * dvold[None, :]                                 # v_old = S_in^T k
+    return dq, du, dk, G
 
 
 class KernelSpec(NamedTuple):
