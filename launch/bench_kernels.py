@@ -34,6 +34,7 @@ Examples::
     python -m launch.bench_kernels --device cpu          # CPU: loop vs reference vs torch
     python -m launch.bench_kernels --device cpu --interpret --quick   # + Triton interpreter smoke run
     python -m launch.bench_kernels --compile-only        # no GPU needed: registers/spills for sm_90
+    python -m launch.bench_kernels --compile-only --dump-dir /tmp/ptx   # + TTGIR/PTX/SASS of each variant
 
 Without a GPU and without ``--device cpu`` / ``--compile-only`` it says so and exits 0.
 """
@@ -44,11 +45,9 @@ import argparse
 import csv
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Callable, List
 
@@ -67,10 +66,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--device", choices=("cuda", "cpu"), default=None,
                    help="where to run (default: cuda when present, else explain and exit 0)")
-    p.add_argument("--ops", nargs="+", choices=tuple(OPS), default=["delta", "srwm", "gated"],
+    p.add_argument("--ops", nargs="+", choices=tuple(OPS), default=None,
                    help="ops to time: delta, srwm, gated (delta rule with a per-step decay alpha), "
                         "linear (linear attention), rec_delta, delta_rnn (the recurrent ops of RDN and "
-                        "the Delta RNN)")
+                        "the Delta RNN); default delta srwm gated, and every op with --compile-only")
     p.add_argument("--T", nargs="+", type=int, default=None, help="unroll lengths (GPU default: 50 80)")
     p.add_argument("--B", nargs="+", type=int, default=None, help="batch sizes (GPU default: 32 128 256)")
     p.add_argument("--H", type=int, default=8, help="heads (default 8)")
@@ -92,9 +91,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile-only", action="store_true",
                    help="compile the Triton kernels for --arch without a GPU and print registers/spills")
     p.add_argument("--arch", type=int, default=90, help="CUDA compute capability for --compile-only (90 = H100/H200)")
+    p.add_argument("--dump-dir", default=None,
+                   help="with --compile-only: write each variant's TTGIR, PTX and SASS to this folder "
+                        "(<label>.ttgir/.ptx/.sass, plus resources.csv), e.g. to diff two versions")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.ops is None:
+        args.ops = list(OPS) if args.compile_only else ["delta", "srwm", "gated"]
+    if args.dump_dir and not args.compile_only:
+        p.error("--dump-dir needs --compile-only")
     gpu = args.device != "cpu"
     if args.quick:
         args.T, args.B = args.T or [50], args.B or [32]
@@ -278,51 +284,6 @@ def print_summary(rows: List[dict]) -> None:
         print("\n".join("  " + s for s in lines))
 
 
-# ----------------------------------------------------------------------------- compile only
-
-
-def compile_only(args) -> None:
-    """Compile each kernel variant for sm_<arch> (no GPU needed) and report resources."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    from agents.kernels.delta_rnn import triton_kernel as delta_rnn_kernels
-    from agents.kernels.delta_rule import triton_kernel as delta_kernels
-    from agents.kernels.rec_delta import triton_kernel as rec_delta_kernels
-    from agents.kernels.srwm import triton_kernel as srwm_kernels
-
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    target = GPUTarget("cuda", args.arch, 32)
-    ints = {"T", "B", "H", "C", "NC"}
-
-    def compile_one(fn, consts, num_warps) -> dict:
-        sig = {a: "constexpr" if a in consts else "i32" if a in ints else "*u8" if a == "reset_ptr" else "*fp32"
-               for a in fn.arg_names}
-        t0 = time.perf_counter()
-        k = triton.compile(triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts),
-                           target=target, options={"num_warps": num_warps})
-        res = {"seconds": time.perf_counter() - t0, "shared": k.metadata.shared, "regs": "?", "spill": "?"}
-        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-            f.write(k.asm["cubin"])
-            f.flush()
-            usage = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True).stdout
-        m = re.search(r"REG:(\d+).*?STACK:(\d+).*?LOCAL:(\d+)", usage)
-        if m:
-            res["regs"], res["spill"] = m.group(1), f"{m.group(2)}/{m.group(3)}"
-        return res
-
-    print(f"Compiling for sm_{args.arch} (registers per thread; stack/local bytes = spills)")
-    print(f"{'kernel':<26} {'warps':>5} {'regs':>5} {'spill':>8} {'smem':>6} {'compile_s':>9}")
-    for D in args.head_sizes:
-        specs = [spec for module in (delta_kernels, srwm_kernels, rec_delta_kernels, delta_rnn_kernels)
-                 for spec in module.compile_specs(D)
-                 if spec.label.split()[0] in args.ops]             # the label starts with the --ops name
-        for spec in specs:
-            r = compile_one(spec.fn, spec.constexprs, spec.num_warps)
-            print(f"{spec.label:<26} {spec.num_warps:>5} {r['regs']:>5} {r['spill']:>8} {r['shared']:>6} "
-                  f"{r['seconds']:>9.1f}", flush=True)
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -332,6 +293,7 @@ def main(argv=None) -> int:
         if os.environ.get("TRITON_INTERPRET") == "1":
             print("--compile-only needs TRITON_INTERPRET unset")
             return 2
+        from launch.bench_kernels_compile import compile_only
         compile_only(args)
         return 0
     if args.device is None:

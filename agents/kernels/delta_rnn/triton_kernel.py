@@ -31,7 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..triton_common import ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices, softmax
+from ..triton_common import (ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices, delta_step_bwd,
+                             softmax)
 
 __all__ = ["delta_rnn_triton", "compile_specs"]
 
@@ -132,19 +133,13 @@ def _delta_rnn_bwd_kernel(k_ptr, beta_ptr, reset_ptr, res_ptr, ckr_ptr, cky_ptr,
             if DETACH:
                 G = tl.zeros([DP, DP], dtype=ACC)
                 gy = tl.zeros([DP], dtype=ACC)
-            u_t = beta_t * e_t
-            R_t = R_in + k_t[:, None] * u_t[None, :]
             dy = do_t + gy
             tl.store(dz_ptr + t * stride + o_v, dy.to(dz_ptr.dtype.element_ty), mask=m)
-            ds = tl.reduce(R_t * dy[None, :], 1, ADD)                    # R_t dy
-            G += s[:, None] * dy[None, :]
-            du = tl.reduce(G * k_t[:, None], 0, ADD)                     # G^T k
+            # R_t = R_in + k (beta e)^T, y = z + R_t^T s: ds = R_t dy, du = dL/d(beta e), G <- dL/dR_in
+            ds, du, dk_t, G = delta_step_bwd(R_in, G, k_t, s, e_t, beta_t, dy)
             tl.store(dv_ptr + t * stride + o_v, (beta_t * du).to(dv_ptr.dtype.element_ty), mask=m)
             tl.store(dbeta_ptr + t * B * H + i_bh, tl.reduce(du * e_t, 0, ADD).to(dbeta_ptr.dtype.element_ty))
-            dvold = -beta_t * du
-            dk_t = tl.reduce(G * u_t[None, :], 1, ADD) + tl.reduce(R_in * dvold[None, :], 1, ADD)
             tl.store(dk_ptr + t * stride + o_v, dk_t.to(dk_ptr.dtype.element_ty), mask=m)
-            G += k_t[:, None] * dvold[None, :]                            # dL/dR'
             gy = s * (ds - tl.reduce(s * ds, 0, ADD))                    # softmax backward
             rs = tl.load(reset_ptr + t * B + i_b) != 0
             G = tl.where(rs, 0.0, G)

@@ -82,6 +82,8 @@ def _gated_delta_bwd_kernel(q_ptr, k_ptr, beta_ptr, alpha_ptr, reset_ptr, res_pt
             k_t = tl.load(k_ptr + t * stride_k + o_k, mask=mk, other=0.0).to(ACC)
             r_t = tl.load(res_ptr + t * stride_v + o_v, mask=mv, other=0.0)
             do_t = tl.load(do_ptr + t * stride_v + o_v, mask=mv, other=0.0).to(ACC)
+            # the delta-rule step backward written out, not triton_common.delta_step_bwd: with the
+            # helper (stores after it) sm_90 took 221 registers instead of 168 at d = 32
             u_t = beta_t * r_t                                                # [BV]
             Sp = S_in * a_t                                                   # S' = alpha S_in
             S_t = Sp + k_t[:, None] * u_t[None, :]

@@ -28,7 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..triton_common import ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices, softmax
+from ..triton_common import (ADD, TL_DTYPE, KernelSpec, acc_dtype, check_dtypes_devices, delta_step_bwd,
+                             softmax)
 
 __all__ = ["rec_delta_triton", "compile_specs"]
 
@@ -157,17 +158,11 @@ def _rec_delta_bwd_kernel(qx_ptr, kx_ptr, vx_ptr, bx_ptr, rq_ptr, rk_ptr, rv_ptr
             if DETACH:
                 G = tl.zeros([DP, DP], dtype=ACC)
                 gy = tl.zeros([DP], dtype=ACC)
-            u = beta * e
-            S_t = S_in + k[:, None] * u[None, :]
             dy = do_t + gy
-            dq = tl.reduce(S_t * dy[None, :], 1, ADD)                       # S_t dy
-            G += q[:, None] * dy[None, :]
-            du = tl.reduce(G * k[:, None], 0, ADD)                          # G^T k
+            # S_t = S_in + k (beta e)^T, y = S_t^T q: dq = S_t dy, du = dL/d(beta e), G <- dL/dS_in
+            dq, du, dk, G = delta_step_bwd(S_in, G, k, q, e, beta, dy)
             dv = beta * du
             dbeta = tl.reduce(du * e, 0, ADD)
-            dvold = -beta * du
-            dk = tl.reduce(G * u[None, :], 1, ADD) + tl.reduce(S_in * dvold[None, :], 1, ADD)
-            G += k[:, None] * dvold[None, :]                                 # dL/dS'
             dqp = tl.where(m, q * (dq - tl.reduce(q * dq, 0, ADD)), 0.0)    # softmax backward
             dkp = tl.where(m, k * (dk - tl.reduce(k * dk, 0, ADD)), 0.0)
             dv = tl.where(m, dv, 0.0)
