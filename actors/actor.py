@@ -5,8 +5,11 @@ Data flow (docs/design.md#data-conventions)::
     env.step(action) -> obs, reward, done -> policy.act -> action, logits, baseline
                      -> entry t of the unroll (entry 0 = entry T of the last unroll)
 
-At the start of each unroll the actor copies the core state that preceded entry 0
-into ``initial_core_state``; the learner re-runs the core from it.
+The policy acts on entry 0 of each unroll with ``unroll_start=True``, which keeps the
+core state that precedes it; at the start of the unroll the actor has the policy write
+that state into ``initial_core_state`` (``write_initial_state``: a local policy copies
+it, the inference server writes it from its device straight into the shared rollout
+buffers); the learner re-runs the core from it.
 
 :class:`UnrollWriter` is transport-agnostic (shared-memory buffers for the local
 backend, plain tensors shipped through the object store for Ray). ``actor_main`` is
@@ -68,9 +71,10 @@ class UnrollWriter:
         self.done = np.ones(n, bool)
         self.task = np.asarray(env.task_ids, np.int64)
         self.timing.env += time.perf_counter() - t0
-        self.state_before = policy.state_snapshot()    # state before the pending entry
         t0 = time.perf_counter()
-        self.action, self.logits, self.baseline = policy.act(self.obs, self.reward, self.done, self.task)
+        # the pending entry is entry 0 of the first unroll: the policy keeps the state before it
+        self.action, self.logits, self.baseline = policy.act(self.obs, self.reward, self.done, self.task,
+                                                             unroll_start=True)
         self.timing.inference += time.perf_counter() - t0
 
     def _write(self, views: Dict[str, torch.Tensor], t: int) -> None:
@@ -83,21 +87,22 @@ class UnrollWriter:
         views["baseline"][:, t] = self.baseline
 
     def fill(self, views: Dict[str, torch.Tensor], initial_state: Dict[str, torch.Tensor],
-             heartbeat=None) -> List[EpisodeInfo]:
-        """Write one unroll into ``views`` ``{key: [N, T+1, ...]}`` and ``initial_state``."""
+             heartbeat=None, *, group: Optional[int] = None) -> List[EpisodeInfo]:
+        """Write one unroll into ``views`` ``{key: [N, T+1, ...]}`` and ``initial_state``
+        ``{name: [N, ...]}``; ``group``: their group in the shared rollout buffers (None when
+        they are not in them; an inference client needs it, see
+        :meth:`~actors.policy.ActingPolicy.write_initial_state`)."""
         if not self.policy.carries_state:
             # a core without carry-over (e.g. srwm_no_carry) starts every unroll from the
             # episode-start state: re-act on the pending entry from that state so the
             # behaviour policy is exactly what the learner re-runs
             self.policy.reset_state()
-            self.state_before = self.policy.state_snapshot()
             t0 = time.perf_counter()
             self.action, self.logits, self.baseline = self.policy.act(
-                self.obs, self.reward, self.done, self.task)
+                self.obs, self.reward, self.done, self.task, unroll_start=True)
             self.timing.inference += time.perf_counter() - t0
-        for k, v in self.state_before.items():
-            initial_state[k].copy_(v)
         t0 = time.perf_counter()
+        self.policy.write_initial_state(initial_state, group)
         self._write(views, 0)
         self.timing.write += time.perf_counter() - t0
         episodes: List[EpisodeInfo] = []
@@ -111,10 +116,9 @@ class UnrollWriter:
             self.done = np.asarray(done, bool)
             episodes.extend(finished)
             t1 = time.perf_counter()
-            if t == self.T:
-                self.state_before = self.policy.state_snapshot()
+            # entry T is entry 0 of the next unroll: the policy keeps the state before it
             self.action, self.logits, self.baseline = self.policy.act(
-                self.obs, self.reward, self.done, self.task)
+                self.obs, self.reward, self.done, self.task, unroll_start=t == self.T)
             t2 = time.perf_counter()
             self._write(views, t)
             t3 = time.perf_counter()
@@ -214,7 +218,7 @@ def actor_main(spec: ActorSpec, buffers, shared_params, conn, heartbeats, infere
             writer.timing.wait += time.perf_counter() - t0
             free.discard(group)
             views, init_state = buffers.group_view(group)
-            episodes = writer.fill(views, init_state, heartbeat=beat)
+            episodes = writer.fill(views, init_state, heartbeat=beat, group=group)
             buffers.policy_version[group] = version
             conn.send(("full", group, episodes, writer.take_timing()))
             version = policy.sync()

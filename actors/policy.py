@@ -25,12 +25,22 @@ class ActingPolicy(Protocol):
 
     * ``carries_state``: False for cores whose state is reset at every unroll start
       (``srwm_no_carry``); the actor then calls ``reset_state()`` before each unroll.
-    * ``act(obs, reward, done, task) -> (action [N], policy_logits [N, A], baseline [N])``
-      (action [N, K] for a MultiDiscrete layout of K components) first resets the state
-      of rows with ``done``, then advances it one step.
-    * ``state_snapshot() -> {name: [N, ...]}``: the core state *before* the next ``act``
-      (a copy the caller owns).
-    * ``reset_state()``: every row back to the episode-start state.
+    * ``act(obs, reward, done, task, unroll_start=False) -> (action [N], policy_logits
+      [N, A], baseline [N])`` (action [N, K] for a MultiDiscrete layout of K components)
+      first resets the state of rows with ``done``, then advances it one step. With
+      ``unroll_start`` the inputs are entry 0 of the next unroll: before anything else
+      the policy keeps its state as it is (the state before entry 0, before the
+      done-resets), the initial core state of that unroll.
+    * ``write_initial_state(into, group)``: write the kept state into the
+      ``initial_core_state`` rows of the unroll being written. ``into`` ``{name: [N,
+      ...]}`` are those rows; ``group`` is their group in the shared rollout buffers, or
+      None when they are not in them (the Ray backend's per-unroll tensors). A policy
+      that holds the state in this process copies it into ``into``; the inference
+      client sends ``group`` and the server copies the state from its device straight
+      into those rows of the buffers (``into`` must be the same rows; this process does
+      not touch them). Until the first ``unroll_start`` step the kept state is the
+      episode-start state.
+    * ``reset_state()``: every row back to the episode-start state (the kept state too).
     * ``sync() -> version``: act with the learner's latest parameters from now on;
       returns their version.
     * ``close()``: release what the policy holds (a connection).
@@ -38,10 +48,10 @@ class ActingPolicy(Protocol):
 
     carries_state: bool
 
-    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
-            ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]: ...
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray,
+            unroll_start: bool = False) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]: ...
 
-    def state_snapshot(self) -> Dict[str, torch.Tensor]: ...
+    def write_initial_state(self, into: Dict[str, torch.Tensor], group: Optional[int]) -> None: ...
 
     def reset_state(self) -> None: ...
 
@@ -66,10 +76,12 @@ class LocalPolicy:
         self.shared_params = shared_params
         self.version = -1
         self.state: State = agent.initial_state(num_envs)
+        self.unroll_start_state: State = agent.initial_state(num_envs)   # the kept state (write_initial_state)
         self.carries_state = bool(agent.carries_state)
 
     def reset_state(self) -> None:
         self.state = self.agent.initial_state(self.num_envs)
+        self.unroll_start_state = self.agent.initial_state(self.num_envs)
 
     def sync(self) -> int:
         if self.shared_params is not None:
@@ -77,8 +89,10 @@ class LocalPolicy:
         return self.version
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
-            ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray,
+            unroll_start: bool = False) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        if unroll_start:
+            self.unroll_start_state = self.state_snapshot()
         inputs = {
             "obs": torch.from_numpy(np.asarray(obs)).unsqueeze(0),                # [1, N, ...]
             "reward": torch.from_numpy(np.asarray(reward, np.float32)).unsqueeze(0),  # [1, N]
@@ -88,7 +102,13 @@ class LocalPolicy:
         out, self.state = self.agent(inputs, self.state, actions="sample")
         return out["action"][0].numpy(), out["policy_logits"][0], out["baseline"][0]
 
+    def write_initial_state(self, into: Dict[str, torch.Tensor], group: Optional[int]) -> None:
+        """Copy the kept state into ``into`` (``group`` is not needed here)."""
+        for k, v in self.unroll_start_state.items():
+            into[k].copy_(v)
+
     def state_snapshot(self) -> Dict[str, torch.Tensor]:
+        """A copy of the running core state (not part of :class:`ActingPolicy`)."""
         return {k: v.clone() for k, v in self.state.items()}
 
     def close(self) -> None:

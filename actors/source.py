@@ -2,7 +2,9 @@
 
 A source hides the actor backend from the trainer; :class:`RolloutSource` is its
 interface. :class:`LocalRolloutSource` is the local-process backend: shared-memory
-buffers, a :class:`~actors.pool.LocalActorPool` and a queue of full rows. Full groups
+buffers, a :class:`~actors.pool.LocalActorPool`, a queue of full rows and, with
+``--inference learner``, the :class:`~actors.inference.InferenceServer` (given the
+buffers, whose ``initial_core_state`` rows it writes). Full groups
 are split into rows, any ``B`` rows make a batch (so B need not be a multiple of the
 envs per actor), and a group is handed back to its actor once all its rows are copied
 out. The Ray backend is :class:`actors.ray_backend.RayRolloutSource`.
@@ -104,18 +106,19 @@ SERVER_COLUMNS = ("inference/batch_rows", "inference/forwards", "inference/reque
 
 class LocalRolloutSource(Reports):
     def __init__(self, agent, *, env: EnvConfig, model: ModelConfig, actor: ActorConfig, obs_shape, obs_dtype,
-                 num_actions, num_tasks, pin_memory: bool = False,
-                 inference_server: Optional[InferenceServer] = None):
+                 num_actions, num_tasks, pin_memory: bool = False):
         """``env``, ``model``, ``actor``: the sections of the run's configuration the actors are
-        built from (the source itself reads ``actor``: the buffer layout). With
-        ``inference_server`` the actors act through it (``--inference learner``) and no
-        parameters are published to shared memory: no actor reads them."""
+        built from (the source itself reads ``actor``: the buffer layout and ``inference``).
+        With ``--inference learner`` the source builds the inference server on ``agent``'s
+        device (``inference_server``), the actors act through it and no parameters are
+        published to shared memory: no actor reads them."""
         super().__init__()
         a = actor
         self.layout = BufferLayout(a.num_actors, a.num_buffers, a.envs_per_actor, a.unroll_length)
         self.buffers = RolloutBuffers(self.layout, obs_shape, obs_dtype, num_actions, agent.state_spec(),
                                       action_dims=agent.action_dims)
-        self.inference_server = inference_server
+        inference_server = InferenceServer(a, agent, buffers=self.buffers) if a.inference == "learner" else None
+        self.inference_server: Optional[InferenceServer] = inference_server
         self.params: Optional[SharedParams] = None
         self._version = 1                  # like SharedParams: the initial parameters are version 1
         if inference_server is None:

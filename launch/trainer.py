@@ -167,22 +167,23 @@ class Trainer:
 
     # -- pieces ------------------------------------------------------------------------
     def make_source(self):
-        """The rollout source of ``--backend`` (and the inference server of ``--inference
-        learner``), each given only the sections of the configuration it reads."""
+        """The rollout source of ``--backend``, given only the sections of the configuration it
+        reads; with ``--inference learner`` the local source builds the inference server
+        (kept as ``self.inference_server``) and hands it its rollout buffers."""
         cfg = self.cfg
         actors = dict(env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=self.obs_spec.shape,
                       obs_dtype=self.obs_spec.dtype, num_actions=self.num_actions,
                       num_tasks=len(self.task_names), pin_memory=self.device.type == "cuda")
-        server = None
-        if cfg.actor.inference == "learner":
-            from actors.inference import InferenceServer
-            server = InferenceServer(cfg.actor, self.learner.agent, device=self.device)
-        self.inference_server = server
+        self.inference_server = None
         if cfg.run.backend == "ray":
             from actors.ray_backend import RayRolloutSource
             return RayRolloutSource(self.learner.agent, ray_config=cfg.ray, **actors)
         from actors.source import LocalRolloutSource
-        return LocalRolloutSource(self.learner.agent, inference_server=server, **actors)
+        # --inference learner: the source builds the server on the learner's device (where
+        # self.learner.agent lives) and gives it the rollout buffers it owns
+        source = LocalRolloutSource(self.learner.agent, **actors)
+        self.inference_server = source.inference_server
+        return source
 
     def checkpoint(self) -> Path:
         """Write a checkpoint; CheckpointWriteError (one line) when it cannot be written."""

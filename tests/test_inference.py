@@ -58,8 +58,8 @@ def make_inputs(rng, n, done_p=0.2):
 class Server:
     """An InferenceServer started for a test and always stopped."""
 
-    def __init__(self, agent, **cfg):
-        self.server = InferenceServer(make_cfg(**cfg), agent, device="cpu")
+    def __init__(self, agent, buffers=None, **cfg):
+        self.server = InferenceServer(make_cfg(**cfg), agent, device="cpu", buffers=buffers)
 
     def __enter__(self):
         self.server.start()
@@ -108,7 +108,7 @@ def test_one_actor_matches_local_policy_exactly(core):
     with Server(agent, envs=3) as server:
         client = server.client()
         client.connect(0, 3)
-        assert_states_equal(client.state_snapshot(), local.state_snapshot())
+        assert_states_equal(server.actor_state(0), local.state_snapshot())
         for step in range(12):
             inputs = make_inputs(rng, 3, done_p=1.0 if step == 0 else 0.25)
             torch.manual_seed(100 + step)          # the same sampling noise on both sides
@@ -119,7 +119,7 @@ def test_one_actor_matches_local_policy_exactly(core):
             assert torch.equal(l_srv, l_loc) and torch.equal(b_srv, b_loc)
             assert a_srv.dtype == np.int64 and l_srv.shape == (3, NUM_ACTIONS) and b_srv.shape == (3,)
             if step % 4 == 3:
-                assert_states_equal(client.state_snapshot(), local.state_snapshot())
+                assert_states_equal(server.actor_state(0), local.state_snapshot())
         client.close()
         stats = server.take_stats()
     assert stats["requests"] == 12 and stats["forwards"] == 12 and stats["batch_rows"] == {3: 12}
@@ -146,7 +146,7 @@ def test_image_observations_match_local_policy():
             _, l_loc, b_loc = local.act(frames, reward, done, task)
             torch.testing.assert_close(l_srv, l_loc, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(b_srv, b_loc, rtol=1e-5, atol=1e-5)
-        assert_close_states(client.state_snapshot(), local.state_snapshot())
+        assert_close_states(server.actor_state(0), local.state_snapshot())
 
 
 def test_done_resets_the_resident_state():
@@ -157,11 +157,11 @@ def test_done_resets_the_resident_state():
         client.connect(0, 3)
         for _ in range(5):
             client.act(*make_inputs(rng, 3, done_p=0.0))
-        before = client.state_snapshot()
+        before = server.actor_state(0)
         obs, reward, _, task = make_inputs(rng, 3)
         done = np.array([True, False, True])
         client.act(obs, reward, done, task)
-        after = client.state_snapshot()
+        after = server.actor_state(0)
     # rows 0 and 2 restarted: one step from the episode-start state on the same inputs
     fresh = LocalPolicy(make_agent("srwm"), 3)
     fresh.act(obs, reward, np.ones(3, bool), task)
@@ -232,7 +232,7 @@ def test_concurrent_actors_share_one_forward_and_match_local_policy():
                 rows = slice(i * E, (i + 1) * E)
                 np.testing.assert_array_equal(a, a_loc[rows])
                 assert torch.equal(l, l_loc[rows]) and torch.equal(b, b_loc[rows])
-        snaps = [c.state_snapshot() for c in clients]
+        snaps = [server.actor_state(i) for i in range(A)]
         stats = server.take_stats()
     for k, v in local.state.items():
         assert torch.equal(torch.cat([s[k] for s in snaps]), v), k
@@ -361,19 +361,111 @@ class CountingVecEnv(VecEnv):
         return self._obs(), reward, done, eps
 
 
+def unwritten_buffers(layout, agent, share_memory=False):
+    """Rollout buffers whose initial_core_state rows are NaN until something writes them."""
+    bufs = RolloutBuffers(layout, (OBS_DIM,), "float32", NUM_ACTIONS, agent.state_spec(), share_memory=share_memory)
+    for v in bufs.initial_core_state.values():
+        v.fill_(float("nan"))
+    return bufs
+
+
+def written_unrolls(policy, bufs, groups, T, seed):
+    """Fill ``groups`` in turn through ``policy`` (the counting env, sampling seeded); returns
+    copies of each unroll's rows and initial_core_state rows just after its fill."""
+    torch.manual_seed(seed)          # the server samples on the same (process-wide) generator
+    writer = UnrollWriter(CountingVecEnv(bufs.layout.envs_per_actor), policy, T)
+    out = []
+    for g in groups:
+        views, init = bufs.group_view(g)
+        writer.fill(views, init, group=g)
+        out.append(({k: v.clone() for k, v in views.items()}, {k: v.clone() for k, v in init.items()}))
+    return out
+
+
+@pytest.mark.parametrize("core", ["srwm", "lstm", "srwm_no_carry"])
+@pytest.mark.parametrize("actor_index", [0, 1])
+def test_server_writes_the_same_initial_core_state_rows_as_the_local_policy(core, actor_index):
+    """``--inference learner`` against ``--inference actor``, same parameters and seeds: the
+    actor loop of actor ``actor_index`` (of 2, 3 groups each, filled round and round) writes
+    the same unrolls and the same initial_core_state rows; the server writes them from its
+    resident state straight into the shared buffers' rows of the group named, and no other
+    rows. Bit for bit for actor 0; actor 1's rows sit at an offset in the server's resident
+    tensors, where the CPU kernels may round the last bit differently (1e-7 measured)."""
+    A, G, N, T = 2, 3, 3, 5
+    layout = BufferLayout(A, G, N, T)
+    groups = [layout.group_id(actor_index, s % G) for s in range(2 * G + 1)]
+    agent = make_agent(core)
+    local_bufs = unwritten_buffers(layout, agent)
+    want = written_unrolls(LocalPolicy(make_agent(core), N), local_bufs, groups, T, seed=5)
+    bufs = unwritten_buffers(layout, agent, share_memory=True)        # as the trainer's
+    with Server(agent, buffers=bufs, num_actors=A, envs=N) as server:
+        client = server.client()
+        client.connect(actor_index, N)
+        got = written_unrolls(client, bufs, groups, T, seed=5)
+        stats = server.take_stats()
+    assert stats["initial_states"] == len(groups) and stats["errors"] == 0
+    same = (lambda a, b: torch.equal(a, b)) if actor_index == 0 else (
+        lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6))
+    for u, ((views, init), (want_views, want_init)) in enumerate(zip(got, want)):
+        for k in want_views:
+            exact = k not in ("policy_logits", "baseline")  # what the env and the sampled actions give
+            assert (torch.equal if exact else same)(views[k], want_views[k]), f"unroll {u}: {k}"
+        assert set(init) == set(want_init)
+        for k in init:
+            assert same(init[k], want_init[k]), f"unroll {u}: initial_core_state[{k!r}]"
+    others = [r for g in range(layout.num_groups) if layout.actor_of(g) != actor_index for r in layout.rows(g)]
+    for k, v in bufs.initial_core_state.items():
+        assert bool(v[others].isnan().all()), f"the server wrote {k} rows of another actor"
+    inits = [init for _, init in got]
+    assert all(float(v.abs().max()) == 0.0 for v in inits[0].values())       # the episode-start state
+    if core == "srwm_no_carry":       # every unroll starts from the episode-start state
+        assert all(float(v.abs().max()) == 0.0 for init in inits for v in init.values())
+    else:                             # carried over from the unroll before
+        assert all(any(float(v.abs().max()) > 0.0 for v in init.values()) for init in inits[1:])
+
+
+def test_write_initial_state_is_refused_without_buffers_or_for_another_actors_group():
+    agent = make_agent("lstm")
+    layout = BufferLayout(2, 2, 3, 4)
+    bufs = unwritten_buffers(layout, agent)
+    with pytest.raises(ValueError, match="laid out for 2 actors x 3 envs, the server for 2 x 2"):
+        InferenceServer(make_cfg(num_actors=2, envs=2), agent, device="cpu", buffers=bufs)
+    with pytest.raises(ValueError, match="state spec"):
+        InferenceServer(make_cfg(num_actors=2, envs=3), agent, device="cpu",
+                        buffers=unwritten_buffers(layout, make_agent("srwm")))
+    with Server(agent, num_actors=2, envs=3) as server:
+        c = server.client()
+        c.connect(0, 3)
+        with pytest.raises(InferenceServerError, match="no rollout buffers"):
+            c.write_initial_state(bufs.group_view(0)[1], 0)
+    with Server(agent, buffers=bufs, num_actors=2, envs=3) as server:
+        c = server.client()
+        with pytest.raises(RuntimeError, match="connect"):
+            c.write_initial_state(bufs.group_view(0)[1], 0)
+        c.connect(0, 3)
+        with pytest.raises(ValueError, match="needs the group"):
+            c.write_initial_state(bufs.group_view(0)[1], None)
+        for g in (2, 3, 4, -1):        # actor 1's groups, and no group at all
+            with pytest.raises(InferenceServerError, match=f"group {g} is not one of actor 0's groups"):
+                c.write_initial_state({}, g)
+        c.write_initial_state(bufs.group_view(1)[1], 1)
+    for k, v in bufs.initial_core_state.items():
+        assert float(v[3:6].abs().max()) == 0.0 and bool(v[[0, 1, 2, 6, 7, 8, 9, 10, 11]].isnan().all()), k
+
+
 @pytest.mark.parametrize("core", ["srwm", "deltanet", "lstm"])
 def test_learner_rerun_from_server_state_reproduces_the_acting_outputs(core):
     N, T, U = 3, 6, 4
     agent = make_agent(core)
     layout = BufferLayout(1, U, N, T)
-    bufs = RolloutBuffers(layout, (OBS_DIM,), "float32", NUM_ACTIONS, agent.state_spec(), share_memory=False)
-    with Server(agent, envs=N) as server:
+    bufs = unwritten_buffers(layout, agent)
+    with Server(agent, buffers=bufs, envs=N) as server:
         client = server.client()
         client.connect(0, N)
         writer = UnrollWriter(CountingVecEnv(N), client, T)
         for g in range(U):
             views, init = bufs.group_view(g)
-            writer.fill(views, init)
+            writer.fill(views, init, group=g)
     done_inside = False
     for g in range(U):
         batch, state = bufs.gather(torch.tensor(list(layout.rows(g))))
@@ -395,15 +487,15 @@ def test_no_carry_core_starts_every_unroll_from_the_initial_state_through_the_se
     N, T, U = 3, 6, 4
     agent = make_agent("srwm_no_carry")
     layout = BufferLayout(1, U, N, T)
-    bufs = RolloutBuffers(layout, (OBS_DIM,), "float32", NUM_ACTIONS, agent.state_spec(), share_memory=False)
-    with Server(agent, envs=N) as server:
+    bufs = unwritten_buffers(layout, agent)
+    with Server(agent, buffers=bufs, envs=N) as server:
         client = server.client()
         client.connect(0, N)
         assert client.carries_state is False
         writer = UnrollWriter(CountingVecEnv(N, lengths=(50,)), client, T)   # no episode ends
         for g in range(U):
             views, init = bufs.group_view(g)
-            writer.fill(views, init)
+            writer.fill(views, init, group=g)
     for g in range(U):
         batch, state = bufs.gather(torch.tensor(list(layout.rows(g))))
         for name, v in state.items():
@@ -415,9 +507,11 @@ def test_no_carry_core_starts_every_unroll_from_the_initial_state_through_the_se
 
 
 def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
-    """The client and the local policy are ActingPolicys; with a server the local source
-    publishes no parameters to shared memory (no actor reads them) and logs the server's
-    counters under the columns it declares."""
+    """The client and the local policy are ActingPolicys; with ``--inference learner`` the
+    local source builds the server on its rollout buffers (whose initial_core_state rows
+    the server writes), publishes no parameters to shared memory (no actor reads them) and
+    logs the server's counters under the columns it declares."""
+    import dataclasses
     from actors.policy import ActingPolicy
     from actors.source import LocalRolloutSource, RolloutSource
     from envs import EnvConfig
@@ -426,11 +520,12 @@ def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
     actor.num_buffers, actor.unroll_length = 2, 4
     sections = dict(env=EnvConfig(env="memory"), model=ModelConfig(core="srwm", **SMALL), actor=actor,
                     obs_shape=(OBS_DIM,), obs_dtype="float32", num_actions=NUM_ACTIONS, num_tasks=1)
-    server = InferenceServer(actor, agent, device="cpu")
-    src = LocalRolloutSource(agent, inference_server=server, **sections)
+    src = LocalRolloutSource(agent, **sections)
+    server = src.inference_server
     try:
         assert isinstance(src, RolloutSource)
         assert isinstance(server.client(), ActingPolicy) and isinstance(LocalPolicy(agent, 3), ActingPolicy)
+        assert server.buffers is src.buffers and src.pool.inference_server is server
         assert src.params is None and src.pool.shared_params is None
         assert src.version == 1 and server.version == 1
         assert src.publish(agent) == 2 and server.version == 2 and int(server.slots.version[0]) == 2
@@ -439,8 +534,9 @@ def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
         assert {"inference/batch_rows", "time/server_forward", "queue/full_rows"} <= set(scalars)
     finally:
         src.stop()
-    local = LocalRolloutSource(agent, **sections)
+    local = LocalRolloutSource(agent, **dict(sections, actor=dataclasses.replace(actor, inference="actor")))
     try:
+        assert local.inference_server is None and local.pool.inference_server is None
         assert local.params is not None and local.version == 1 and local.publish(agent) == 2
         assert list(local.take_scalars()) == list(local.scalar_columns)
         assert not any(c.startswith("inference/") for c in local.scalar_columns)
@@ -452,30 +548,34 @@ def test_interfaces_are_the_protocols_and_no_parameters_go_to_shared_memory():
 # actor restarts
 # ---------------------------------------------------------------------------------------
 
-def _actor_process(client, actor_index, envs, seed, steps, conn):
+def _actor_process(client, bufs, actor_index, envs, seed, steps, conn):
     """A stand-in actor: acts on seeded inputs and sends back what it got.
 
-    ``steps`` > 0: that many steps. ``steps`` == 0: one step every 20 ms until the test
-    sends "stop"; "running" is sent after 3 steps."""
+    It writes the initial core state of its group (``actor_index``: one group per actor)
+    before its first step, keeps the state before every step (``unroll_start``) and
+    writes it again after its last. ``steps`` > 0: that many steps. ``steps`` == 0: one
+    step every 20 ms until the test sends "stop"; "running" is sent after 3 steps."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     client.connect(actor_index, envs)
-    as_numpy = lambda state: {k: v.numpy() for k, v in state.items()}   # noqa: E731  (no fd passing)
-    conn.send(("snapshot", as_numpy(client.state_snapshot())))
+    client.write_initial_state(bufs.group_view(actor_index)[1], actor_index)
+    conn.send(("written", None))
     out = []
     while (len(out) < steps) if steps > 0 else not conn.poll():
         inputs = make_inputs(rng, envs, done_p=1.0 if not out else 0.2)
-        _, logits, baseline = client.act(*inputs)
+        _, logits, baseline = client.act(*inputs, unroll_start=True)
         out.append((logits.numpy(), baseline.numpy()))
         if steps == 0:
             if len(out) == 3:
                 conn.send(("running", None))
             time.sleep(0.02)
-    conn.send(("done", (out, as_numpy(client.state_snapshot()))))
+    client.write_initial_state(bufs.group_view(actor_index)[1], actor_index)
+    conn.send(("done", out))
     client.close()
 
 
 def _expected(seed, envs, steps):
+    """LocalPolicy on the same inputs: the outputs of ``steps`` steps and the state after them."""
     rng = np.random.default_rng(seed)
     local = LocalPolicy(make_agent("srwm"), envs)
     out = []
@@ -489,12 +589,8 @@ def _recv(conn, kind, timeout=90):
     assert conn.poll(timeout), f"no {kind!r} message from the actor process"
     msg = conn.recv()
     assert msg[0] == kind, msg
-    if kind == "snapshot":
-        return {k: torch.from_numpy(v) for k, v in msg[1].items()}
     if kind == "done":
-        out, snap = msg[1]
-        return ([(torch.from_numpy(l), torch.from_numpy(b)) for l, b in out],
-                {k: torch.from_numpy(v) for k, v in snap.items()})
+        return [(torch.from_numpy(l), torch.from_numpy(b)) for l, b in msg[1]]
     return msg[1]
 
 
@@ -507,51 +603,67 @@ def assert_close_states(a, b):
 @pytest.mark.timeout(180)
 def test_actor_restart_while_the_server_runs():
     """Actor 0 (a process) is SIGKILLed mid-run and restarted as a new process; actor 1 (a
-    thread here, to save a process start) acts throughout."""
+    thread here, to save a process start) acts throughout. The new life's first initial
+    core state is the episode-start state, although the old life had kept another."""
     E = 2
     ctx = multiprocessing.get_context("spawn")
     agent = make_agent("srwm")
+    bufs = unwritten_buffers(BufferLayout(2, 1, E, 1), agent, share_memory=True)
     procs = []
 
     def spawn(actor, seed, steps):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_actor_process, args=(server.client(), actor, E, seed, steps, child), daemon=True)
+        p = ctx.Process(target=_actor_process, args=(server.client(), bufs, actor, E, seed, steps, child),
+                        daemon=True)
         p.start()
         procs.append(p)
         return p, parent
 
-    with Server(agent, num_actors=2, envs=E, timeout_ms=5) as server:
+    def group_state(g):
+        _, init = bufs.group_view(g)
+        return {k: v.clone() for k, v in init.items()}
+
+    with Server(agent, buffers=bufs, num_actors=2, envs=E, timeout_ms=5) as server:
         p1, c1 = ctx.Pipe()
-        a1 = threading.Thread(target=_actor_process, args=(server.client(), 1, E, 22, 0, c1), daemon=True)
+        a1 = threading.Thread(target=_actor_process, args=(server.client(), bufs, 1, E, 22, 0, c1), daemon=True)
         a1.start()
         try:
             a0, p0 = spawn(0, 11, 0)
-            _recv(p1, "snapshot")
+            _recv(p1, "written")
             _recv(p1, "running")
-            _recv(p0, "snapshot")
+            _recv(p0, "written")
+            assert_states_equal(group_state(0), agent.initial_state(E))
             _recv(p0, "running")
             os.kill(a0.pid, signal.SIGKILL)            # actor 0 dies mid-run
             a0.join(10)
+            kept = {k: v[:E] for k, v in server.unroll_start_state.items()}
+            assert any(float(v.abs().max()) > 0 for v in kept.values())     # the old life kept a state
+            for v in bufs.initial_core_state.values():
+                v[:E] = float("nan")
             server.reset_actor(0)                      # what the pool does before respawning
             a2, p2 = spawn(0, 33, 10)
-            assert_states_equal(_recv(p2, "snapshot"), agent.initial_state(E))   # starts fresh
-            out2, snap2 = _recv(p2, "done")
+            _recv(p2, "written")
+            assert_states_equal(group_state(0), agent.initial_state(E))     # starts fresh
+            out2 = _recv(p2, "done")
+            state2, init2 = server.actor_state(0), group_state(0)
         finally:
             p1.send("stop")
             for p in procs:
                 p.join(5)
                 if p.is_alive():
                     p.kill()
-        out1, snap1 = _recv(p1, "done")
+        out1 = _recv(p1, "done")
+        state1, init1 = server.actor_state(1), group_state(1)
         a1.join(10)
         stats = server.take_stats()
     assert stats["errors"] == 0
-    for got, got_snap, seed in ((out2, snap2, 33), (out1, snap1, 22)):
-        want, want_snap = _expected(seed, E, len(got))
+    for got, state, init, seed in ((out2, state2, init2, 33), (out1, state1, init1, 22)):
+        want, want_state = _expected(seed, E, len(got))
         for (l, b), (lw, bw) in zip(got, want):
             torch.testing.assert_close(l, lw, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(b, bw, rtol=1e-5, atol=1e-6)
-        assert_close_states(got_snap, want_snap)
+        assert_close_states(state, want_state)
+        assert_close_states(init, _expected(seed, E, len(got) - 1)[1])     # the state before the last step
 
 
 def test_reconnecting_actor_replaces_its_old_connection():
@@ -563,10 +675,10 @@ def test_reconnecting_actor_replaces_its_old_connection():
         old.connect(0, 2)
         for _ in range(3):
             old.act(*make_inputs(rng, 2, done_p=0.0))
-        assert any(float(v.abs().max()) > 0 for v in old.state_snapshot().values())
+        assert any(float(v.abs().max()) > 0 for v in server.actor_state(0).values())
         new = server.client()
         new.connect(0, 2)
-        assert_states_equal(new.state_snapshot(), agent.initial_state(2))
+        assert_states_equal(server.actor_state(0), agent.initial_state(2))
         with pytest.raises((EOFError, OSError)):
             old.act(*make_inputs(rng, 2))
         new.act(*make_inputs(rng, 2))               # the new incarnation is served
@@ -663,13 +775,16 @@ def test_bench_command_measures_env_and_learner(tmp_path, capsys):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_server_on_cuda_matches_cpu_policy():
-    """The server on the GPU (own stream, pinned staging) against actor-side inference on the CPU."""
+    """The server on the GPU (own stream, pinned staging) against actor-side inference on the CPU;
+    the kept state goes from the device straight into the shared rollout buffers."""
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     agent = make_agent("srwm")
     local = LocalPolicy(make_agent("srwm"), 3)
     rng = np.random.default_rng(11)
-    server = InferenceServer(make_cfg(num_actors=2, envs=3, timeout_ms=10_000), agent.cuda(), device="cuda")
+    bufs = unwritten_buffers(BufferLayout(2, 2, 3, 4), agent, share_memory=True)
+    server = InferenceServer(make_cfg(num_actors=2, envs=3, timeout_ms=10_000), agent.cuda(), device="cuda",
+                             buffers=bufs)
     server.start()
     try:
         clients = [server.client() for _ in range(2)]
@@ -688,9 +803,13 @@ def test_server_on_cuda_matches_cpu_policy():
         server.update_params(agent, 3)
         local.agent.load_state_dict({k: v.cpu() for k, v in agent.state_dict().items()})
         inputs = make_inputs(rng, 3, done_p=0.0)
-        _, l, _ = clients[0].act(*inputs)
+        kept = local.state_snapshot()
+        _, l, _ = clients[0].act(*inputs, unroll_start=True)
         torch.testing.assert_close(l, local.act(*inputs)[1], rtol=1e-4, atol=1e-4)
-        assert_close_states(clients[0].state_snapshot(), local.state_snapshot())
+        assert_close_states(server.actor_state(0), local.state_snapshot())
+        clients[0].write_initial_state(bufs.group_view(1)[1], 1)
+        assert_close_states(bufs.group_view(1)[1], kept)
+        assert all(bool(v[:3].isnan().all()) and bool(v[6:].isnan().all()) for v in bufs.initial_core_state.values())
     finally:
         server.stop()
         torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -291,7 +291,7 @@ def test_inference_server_and_learner_rerun_with_a_layout():
     bufs = RolloutBuffers(layout, obs_spec.shape, obs_spec.dtype, A, agent.state_spec(), share_memory=False,
                           action_dims=desc.action_dims)
     assert bufs.data["action"].shape == (N * U, T + 1, 2)
-    server = InferenceServer(actor_cfg, agent, device="cpu")
+    server = InferenceServer(actor_cfg, agent, device="cpu", buffers=bufs)
     env = make_vec_env(EnvConfig(env=MATCH), N)
     server.start()
     try:
@@ -300,7 +300,7 @@ def test_inference_server_and_learner_rerun_with_a_layout():
         writer = UnrollWriter(env, client, T)
         for g in range(U):
             views, init = bufs.group_view(g)
-            writer.fill(views, init)
+            writer.fill(views, init, group=g)
     finally:
         server.stop()
         env.close()

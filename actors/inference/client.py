@@ -3,7 +3,8 @@
 It provides :class:`actors.policy.ActingPolicy`: the actor writes its inputs into its
 shared-memory request slot, wakes the server (:mod:`actors.inference.server`) with a
 one-byte message over its Unix socket and reads the outputs from its response slot
-(:mod:`actors.inference.wire`). The core state stays resident on the server.
+(:mod:`actors.inference.wire`). The core state stays resident on the server, which also
+writes each unroll's ``initial_core_state`` rows into the rollout buffers itself.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from actors.inference.wire import (ACT, ERROR, HELLO, HELLO_TAG, INPUT_KEYS, OUTPUT_KEYS, RESET, SNAPSHOT,
-                                   InferenceServerError, InferenceSlots)
+from actors.inference.wire import (ACT, ACT_UNROLL_START, ERROR, HELLO, HELLO_TAG, INITIAL, INPUT_KEYS,
+                                   OUTPUT_KEYS, RESET, WRITE_INITIAL, InferenceServerError, InferenceSlots)
 
 
 class InferenceClient:
@@ -66,7 +67,6 @@ class InferenceClient:
         io = self.slots.io
         self._in = {k: io[k][actor_index] for k in INPUT_KEYS}              # [E, ...] views
         self._out = {k: io[k][actor_index] for k in OUTPUT_KEYS}
-        self._snap = {k: v[actor_index] for k, v in self.slots.snapshot.items()}
 
     def _wait_reply(self) -> None:
         if not self.conn.poll(self.reply_timeout_s):
@@ -85,8 +85,10 @@ class InferenceClient:
         """The parameter version the server acts with (it always uses the learner's latest)."""
         return int(self.slots.version[0])
 
-    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray
-            ) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray, task: np.ndarray,
+            unroll_start: bool = False) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """One step on the server; ``unroll_start``: the server first keeps the resident state
+        of this actor's envs as the next unroll's initial core state (same round trip)."""
         if self.conn is None:
             raise RuntimeError("InferenceClient.connect() must be called before acting")
         obs = np.asarray(obs)
@@ -97,14 +99,18 @@ class InferenceClient:
         self._in["reward"].copy_(torch.from_numpy(np.asarray(reward, np.float32)))
         self._in["done"].copy_(torch.from_numpy(np.asarray(done, bool)))
         self._in["task"].copy_(torch.from_numpy(np.asarray(task, np.int64)))
-        self._call(ACT)
+        self._call(ACT_UNROLL_START if unroll_start else ACT)
         return (self._out["action"].numpy().copy(), self._out["policy_logits"].clone(),
                 self._out["baseline"].clone())
 
-    def state_snapshot(self) -> Dict[str, torch.Tensor]:
-        """The resident core state of this actor's envs before the next ``act``: {name: [E, ...]}."""
-        self._call(SNAPSHOT)
-        return {k: v.clone() for k, v in self._snap.items()}
+    def write_initial_state(self, into: Dict[str, torch.Tensor], group: Optional[int]) -> None:
+        """Have the server copy the kept state of this actor's envs (see :meth:`act`) from its
+        device straight into the ``initial_core_state`` rows of ``group`` in the rollout
+        buffers it was given; ``into``, this process's view of those rows, is not touched."""
+        if group is None:
+            raise ValueError("the inference server writes initial core states into the shared rollout "
+                             "buffers only: write_initial_state needs the group of the rows")
+        self._call(WRITE_INITIAL + INITIAL.pack(int(group)))
 
     def reset_state(self) -> None:
         """Reset the resident core state of this actor's envs to the episode-start state."""

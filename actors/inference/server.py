@@ -21,10 +21,19 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
   step (docs/design.md#data-conventions). Nothing is copied between processes per step except
   the observations in and the three outputs out, through shared memory: the socket
   only carries one-byte wake-ups.
-* ``state_snapshot()`` (once per unroll) copies the actor's rows of the resident
-  state into its shared snapshot slot: the ``initial_core_state`` of the next unroll.
-  ``reset_state()`` resets them to the episode-start state (a core without carry-over
-  across unrolls, ``srwm_no_carry``, at every unroll start).
+* Each unroll's ``initial_core_state`` goes from the device straight into the rollout
+  buffers (:class:`~actors.buffers.RolloutBuffers`, shared memory the trainer owns and
+  hands the server at construction), never through the actor: the act request on
+  entry 0 of the actor's next unroll (``act(..., unroll_start=True)``, sent as
+  ``ACT_UNROLL_START``) first copies the actor's rows of the resident state into a
+  second resident tensor, ``unroll_start_state`` (the state before entry 0, before the
+  done-resets), on the device; once the actor has a free group to write the unroll
+  into, ``write_initial_state(into, group)`` (``WRITE_INITIAL`` + the group) copies
+  those rows into the group's ``initial_core_state`` rows. The kept copy is needed
+  because the state must be taken before the last step of the previous unroll, when
+  the next group may still be held by the learner. ``reset_state()`` resets the
+  actor's rows of both to the episode-start state (a core without carry-over across
+  unrolls, ``srwm_no_carry``, at every unroll start).
 * The server runs as a thread of the trainer process with its OWN copy of the agent
   (eval mode, no gradients); :meth:`InferenceServer.update_params` copies the
   learner's parameters in under a lock, so a forward never sees a half-updated set
@@ -33,8 +42,9 @@ Data flow for one acting step of actor ``a`` (``E`` envs)::
 * Every actor connects over a Unix socket in a private (0700) directory and says
   hello (actor index, number of envs). A new connection for an actor index replaces
   the old one (a restarted actor): the old connection is closed, a request it left
-  waiting is dropped and the actor's rows are reset to the episode-start state
-  (:meth:`InferenceServer.reset_actor` does the same for the pool). A dead actor's
+  waiting is dropped and the actor's rows (resident and kept) are reset to the
+  episode-start state (:meth:`InferenceServer.reset_actor` does the same for the
+  pool), so the new life's first unroll starts from it. A dead actor's
   socket reads EOF and is dropped the same way; its successor only reads a response
   on its own connection.
 
@@ -73,12 +83,13 @@ from typing import Dict, List, Optional
 
 import torch
 
+from actors.buffers import RolloutBuffers
 from actors.config import ActorConfig
 from actors.inference import planner
 from actors.inference.client import InferenceClient
 from actors.inference.planner import Forward
-from actors.inference.wire import (ACT, ERROR, HELLO, HELLO_TAG, INPUT_KEYS, OK, OUTPUT_KEYS, REQUESTS, RESET,
-                                   SNAPSHOT, InferenceSlots, flat_rows)
+from actors.inference.wire import (ACT, ACT_UNROLL_START, ERROR, HELLO, HELLO_TAG, INITIAL, INPUT_KEYS, OK,
+                                   OUTPUT_KEYS, REQUESTS, RESET, WRITE_INITIAL, InferenceSlots, flat_rows)
 from actors.params import named_tensors
 
 log = logging.getLogger(__name__)
@@ -105,7 +116,7 @@ class ServerStats:
     requests: int = 0            # act requests answered
     forwards: int = 0            # forward passes run
     rows: int = 0                # env rows run through the agent
-    snapshots: int = 0           # state snapshots served
+    initial_states: int = 0      # unrolls' initial core states written into the rollout buffers
     resets: int = 0              # state resets served (cores without carry-over, at unroll starts)
     errors: int = 0              # requests answered with an error
     batch_rows: Counter = field(default_factory=Counter)   # rows per forward -> count
@@ -113,7 +124,7 @@ class ServerStats:
     time_wait_batch: float = 0.0  # s from a batch's first request to its forward
 
     def as_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("requests", "forwards", "rows", "snapshots", "resets", "errors",
+        d = {k: getattr(self, k) for k in ("requests", "forwards", "rows", "initial_states", "resets", "errors",
                                             "time_forward", "time_wait_batch")}
         d["mean_batch_rows"] = self.rows / self.forwards if self.forwards else 0.0
         d["batch_rows"] = dict(sorted(self.batch_rows.items()))
@@ -123,12 +134,16 @@ class ServerStats:
 class InferenceServer:
     """Dynamic-batching policy server on the learner's device (a thread of the trainer).
 
-    ``InferenceServer(actor, agent, device)``: ``actor`` is the run's :class:`ActorConfig`
-    (the server reads ``num_actors``, ``envs_per_actor``, ``inference_max_batch``,
-    ``inference_timeout_ms`` and ``heartbeat_timeout_s``); ``agent`` is copied.
+    ``InferenceServer(actor, agent, device, buffers=...)``: ``actor`` is the run's
+    :class:`ActorConfig` (the server reads ``num_actors``, ``envs_per_actor``,
+    ``inference_max_batch``, ``inference_timeout_ms`` and ``heartbeat_timeout_s``);
+    ``agent`` is copied; ``buffers``: the shared rollout buffers the actors write, whose
+    ``initial_core_state`` rows the server writes (None: a server that only acts, and
+    refuses ``write_initial_state``).
     """
 
-    def __init__(self, actor: ActorConfig, agent: torch.nn.Module, device=None):
+    def __init__(self, actor: ActorConfig, agent: torch.nn.Module, device=None, *,
+                 buffers: Optional[RolloutBuffers] = None):
         a = actor
         self.num_actors = int(a.num_actors)
         self.envs_per_actor = int(a.envs_per_actor)
@@ -151,10 +166,14 @@ class InferenceServer:
         self.state_spec = agent.state_spec()
         E = self.envs_per_actor
         self.state = self.agent.initial_state(self.num_rows, self.device)   # {name: [A * E, ...]}
+        # per row, the state before entry 0 of the unroll its actor writes next
+        self.unroll_start_state = self.agent.initial_state(self.num_rows, self.device)
         self._fresh = self.agent.initial_state(E, self.device)              # {name: [E, ...]}
+        self.buffers = buffers
+        if buffers is not None:
+            self._check_buffers(buffers)
         self.slots = InferenceSlots.allocate(self.num_actors, E, agent.obs_shape, agent.obs_dtype,
-                                             agent.num_actions, self.state_spec,
-                                             agent.action_dims)
+                                             agent.num_actions, agent.action_dims)
         self._io = {k: flat_rows(v) for k, v in self.slots.io.items()}          # {key: [A * E, ...]}
         self.cuda = self.device.type == "cuda"
         self._stream = torch.cuda.Stream(self.device) if self.cuda else None
@@ -223,6 +242,16 @@ class InferenceServer:
         return InferenceClient(self.address, self.slots, self.envs_per_actor, self.reply_timeout_s,
                                carries_state=bool(self.agent.carries_state))
 
+    def _check_buffers(self, buffers: RolloutBuffers) -> None:
+        lay = buffers.layout
+        if (lay.num_actors, lay.envs_per_actor) != (self.num_actors, self.envs_per_actor):
+            raise ValueError(f"the rollout buffers are laid out for {lay.num_actors} actors x {lay.envs_per_actor} "
+                             f"envs, the server for {self.num_actors} x {self.envs_per_actor}")
+        dst = buffers.initial_core_state
+        if set(dst) != set(self.state) or any(
+                dst[k].shape[1:] != v.shape[1:] or dst[k].dtype != v.dtype for k, v in self.state.items()):
+            raise ValueError("the rollout buffers' initial_core_state does not match the agent's state spec")
+
     @staticmethod
     def _param_tensors(model: torch.nn.Module) -> List[torch.Tensor]:
         return [t for _, t in named_tensors(model)]
@@ -247,10 +276,29 @@ class InferenceServer:
 
     @torch.no_grad()
     def reset_actor(self, actor_index: int) -> None:
-        """Reset the resident core state of ``actor_index``'s envs (a restarted actor)."""
+        """Reset the resident core state of ``actor_index``'s envs, and the one kept for its
+        next unroll, to the episode-start state (a restarted actor)."""
+        self._check_actor(actor_index)
+        self._reset_rows(actor_index)
+
+    @torch.no_grad()
+    def actor_state(self, actor_index: int) -> Dict[str, torch.Tensor]:
+        """A CPU copy of the resident core state of ``actor_index``'s envs: {name: [E, ...]}
+        (tests and diagnostics; actors never need it)."""
+        self._check_actor(actor_index)
+        rows = self._rows(actor_index)
+        with self._lock:
+            if self.cuda:
+                with torch.cuda.stream(self._stream):
+                    out = {k: v[rows].to("cpu") for k, v in self.state.items()}
+                self._stream.synchronize()
+            else:
+                out = {k: v[rows].clone() for k, v in self.state.items()}
+        return out
+
+    def _check_actor(self, actor_index: int) -> None:
         if not 0 <= actor_index < self.num_actors:
             raise ValueError(f"actor_index must be in [0, {self.num_actors}), got {actor_index}")
-        self._reset_rows(actor_index)
 
     def take_stats(self) -> dict:
         """Counters and timings since the last call (see :class:`ServerStats`)."""
@@ -263,16 +311,32 @@ class InferenceServer:
         return slice(actor * E, (actor + 1) * E)
 
     def _reset_rows(self, actor: int) -> None:
+        """The actor's rows of the resident and of the kept state back to the episode-start state."""
+        rows = self._rows(actor)
+        with self._lock, torch.no_grad():
+            if self.cuda:
+                with torch.cuda.stream(self._stream):
+                    for k in self.state:
+                        self.state[k][rows].copy_(self._fresh[k])
+                        self.unroll_start_state[k][rows].copy_(self._fresh[k])
+                self._stream.synchronize()
+            else:
+                for k in self.state:
+                    self.state[k][rows].copy_(self._fresh[k])
+                    self.unroll_start_state[k][rows].copy_(self._fresh[k])
+
+    def _keep_unroll_start(self, actor: int) -> None:
+        """Keep the actor's rows of the resident state: the initial core state of its next unroll.
+        On CUDA the copy is queued on the server's stream, ahead of the step that follows."""
         rows = self._rows(actor)
         with self._lock, torch.no_grad():
             if self.cuda:
                 with torch.cuda.stream(self._stream):
                     for k, v in self.state.items():
-                        v[rows].copy_(self._fresh[k])
-                self._stream.synchronize()
+                        self.unroll_start_state[k][rows].copy_(v[rows])
             else:
                 for k, v in self.state.items():
-                    v[rows].copy_(self._fresh[k])
+                    self.unroll_start_state[k][rows].copy_(v[rows])
 
     # -- the server thread ----------------------------------------------------------------
     def _serve(self, num_threads: int) -> None:
@@ -298,10 +362,12 @@ class InferenceServer:
                     else:
                         peer = key.data
                         req = self._receive(peer)
-                        if req == ACT:
+                        if req == ACT or req == ACT_UNROLL_START:
+                            if req == ACT_UNROLL_START:
+                                self._keep_unroll_start(peer.actor)
                             pending[peer.actor] = _Request(peer, time.perf_counter())
-                        elif req == SNAPSHOT:
-                            self._snapshot(peer)
+                        elif req is not None and req[:1] == WRITE_INITIAL:
+                            self._write_initial(peer, INITIAL.unpack(req[1:])[0])
                         elif req == RESET:
                             self._reset_rows(peer.actor)
                             self.stats.resets += 1
@@ -363,7 +429,7 @@ class InferenceServer:
             self._close(peer)
 
     def _receive(self, peer: _Peer) -> Optional[bytes]:
-        """Read one message; handles the hello handshake. Returns an act/snapshot/reset request or None."""
+        """Read one message; handles the hello handshake. Returns an act/write/reset request or None."""
         try:
             msg = peer.conn.recv_bytes(64)
         except (EOFError, OSError, ValueError):
@@ -372,7 +438,7 @@ class InferenceServer:
         if peer.actor < 0:
             self._hello(peer, msg)
             return None
-        if msg not in REQUESTS:
+        if msg not in REQUESTS and not (msg[:1] == WRITE_INITIAL and len(msg) == INITIAL.size + 1):
             self._reply(peer, ERROR + f"unknown request {msg[:16]!r}".encode())
             return None
         return msg
@@ -402,18 +468,32 @@ class InferenceServer:
         self._reply(peer, OK)
 
     @torch.no_grad()
-    def _snapshot(self, peer: _Peer) -> None:
-        rows = self._rows(peer.actor)
+    def _write_initial(self, peer: _Peer, group: int) -> None:
+        """Copy the peer's kept rows into the ``initial_core_state`` rows of ``group``."""
+        bufs = self.buffers
+        if bufs is None:
+            err = "this inference server was given no rollout buffers to write initial core states into"
+        elif not 0 <= group < bufs.layout.num_groups or bufs.layout.actor_of(group) != peer.actor:
+            err = f"group {group} is not one of actor {peer.actor}'s groups"
+        else:
+            err = ""
+        if err:
+            self.stats.errors += 1
+            self._reply(peer, ERROR + err.encode())
+            return
+        src = self._rows(peer.actor)
+        r = bufs.layout.rows(group)
+        dst = slice(r.start, r.stop)
         with self._lock:
             if self.cuda:
                 with torch.cuda.stream(self._stream):
-                    for k, v in self.state.items():
-                        self.slots.snapshot[k][peer.actor].copy_(v[rows], non_blocking=True)
+                    for k, v in self.unroll_start_state.items():
+                        bufs.initial_core_state[k][dst].copy_(v[src], non_blocking=True)
                 self._stream.synchronize()
             else:
-                for k, v in self.state.items():
-                    self.slots.snapshot[k][peer.actor].copy_(v[rows])
-        self.stats.snapshots += 1
+                for k, v in self.unroll_start_state.items():
+                    bufs.initial_core_state[k][dst].copy_(v[src])
+        self.stats.initial_states += 1
         self._reply(peer, OK)
 
     def _run_forwards(self, pending: Dict[int, "_Request"], forwards: List[Forward]) -> None:

@@ -10,8 +10,13 @@ Messages (``multiprocessing.connection`` byte messages), actor -> server:
   a connection; answered ``OK`` or ``ERROR + reason``;
 * ``ACT``: run one step on the inputs in the request slot; the outputs are in the
   response slot when ``OK`` comes back;
-* ``SNAPSHOT``: copy the actor's resident core state into its snapshot slot;
-* ``RESET``: reset the actor's resident core state to the episode-start state.
+* ``ACT_UNROLL_START``: the same, but the inputs are entry 0 of the actor's next unroll:
+  the server first keeps the actor's resident core state (the state before this step)
+  as that unroll's initial core state;
+* ``WRITE_INITIAL + INITIAL.pack(group)``: copy the kept state into the
+  ``initial_core_state`` rows of ``group`` in the rollout buffers the server was given;
+* ``RESET``: reset the actor's resident core state (and the kept one) to the
+  episode-start state.
 
 Server -> actor: ``OK`` (empty) or ``ERROR`` followed by a UTF-8 reason.
 """
@@ -29,9 +34,11 @@ from actors.buffers import rollout_specs
 HELLO_TAG = b"h"
 HELLO = struct.Struct("<qqq")      # actor index, number of envs, pid
 ACT = b"a"
-SNAPSHOT = b"s"
+ACT_UNROLL_START = b"A"
 RESET = b"r"
-REQUESTS = (ACT, SNAPSHOT, RESET)
+REQUESTS = (ACT, ACT_UNROLL_START, RESET)
+WRITE_INITIAL = b"w"
+INITIAL = struct.Struct("<q")      # the rollout-buffer group an unroll's initial core state goes to
 OK = b""
 ERROR = b"!"
 
@@ -49,17 +56,16 @@ class InferenceSlots:
 
     ``io[key]``: ``[num_actors, E, ...]`` for the four inputs and three outputs (dtypes of
     :func:`actors.buffers.rollout_specs`; image observations laid out channels-last in
-    memory); ``snapshot[name]``: ``[num_actors, E, ...]``
-    core-state copies; ``version``: int64 [1], the parameter version the server acts with.
+    memory); ``version``: int64 [1], the parameter version the server acts with. No core
+    state passes through them: the server writes it straight into the rollout buffers.
     """
 
     io: Dict[str, torch.Tensor]
-    snapshot: Dict[str, torch.Tensor]
     version: torch.Tensor
 
     @classmethod
     def allocate(cls, num_actors: int, envs_per_actor: int, obs_shape, obs_dtype: str,
-                 num_actions: int, state_spec, action_dims=None) -> "InferenceSlots":
+                 num_actions: int, action_dims=None) -> "InferenceSlots":
         io = {}
         for key, (shape, dtype) in rollout_specs(obs_shape, obs_dtype, num_actions, action_dims).items():
             if key == "obs" and len(shape) == 3:
@@ -70,9 +76,8 @@ class InferenceSlots:
                 io[key] = t.permute(0, 1, 4, 2, 3)                          # [A, E, C, H, W] view
             else:
                 io[key] = torch.zeros(num_actors, envs_per_actor, *shape, dtype=dtype).share_memory_()
-        snapshot = state_spec.allocate(envs_per_actor, share_memory=True, leading=(num_actors,))
         version = torch.zeros(1, dtype=torch.int64).share_memory_()
-        return cls(io, snapshot, version)
+        return cls(io, version)
 
 
 def flat_rows(t: torch.Tensor) -> torch.Tensor:
