@@ -33,6 +33,10 @@ Bad input (unknown core, suite or task, fewer than 1 seed, a ``--core-import`` t
 registers no core, a core named twice, train flags that ``launch.train`` refuses,
 settings that differ from an existing compare directory's) is reported in one line with
 exit code 2 before anything is started or written.
+
+Length: about 470 lines, one command in three parts that read best together (checking
+the inputs against an existing compare directory, running the grid resumably, and the
+report: table, CSV, curves); the statistics are :mod:`launch.aggregate`'s.
 """
 
 from __future__ import annotations

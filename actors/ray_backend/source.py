@@ -38,6 +38,10 @@ business: periodic checkpoints and ``--resume``.
 Connection and security: :mod:`actors.ray_backend.connect`; the Ray actors and the
 parameter server: :mod:`actors.ray_backend.actor`; this module is the learner's side,
 :class:`RayRolloutSource` (an :class:`actors.source.RolloutSource`).
+
+Length: about 410 lines, one class (the rollout source of the trainer) whose credit
+accounting, restarts and batch assembly share one state; the connection and the Ray
+actor live in :mod:`~actors.ray_backend.connect` and :mod:`~actors.ray_backend.actor`.
 """
 
 from __future__ import annotations
