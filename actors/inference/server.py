@@ -66,6 +66,7 @@ resident state; what is pure (batching, wire format) lives in the modules above.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -281,20 +282,13 @@ class InferenceServer:
         self._check_actor(actor_index)
         self._reset_rows(actor_index)
 
-    @torch.no_grad()
     def actor_state(self, actor_index: int) -> Dict[str, torch.Tensor]:
         """A CPU copy of the resident core state of ``actor_index``'s envs: {name: [E, ...]}
         (tests and diagnostics; actors never need it)."""
         self._check_actor(actor_index)
         rows = self._rows(actor_index)
-        with self._lock:
-            if self.cuda:
-                with torch.cuda.stream(self._stream):
-                    out = {k: v[rows].to("cpu") for k, v in self.state.items()}
-                self._stream.synchronize()
-            else:
-                out = {k: v[rows].clone() for k, v in self.state.items()}
-        return out
+        with self._device_work():
+            return {k: v[rows].to("cpu", copy=True) for k, v in self.state.items()}
 
     def _check_actor(self, actor_index: int) -> None:
         if not 0 <= actor_index < self.num_actors:
@@ -306,6 +300,19 @@ class InferenceServer:
         return out.as_dict()
 
     # -- state helpers ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _device_work(self, wait: bool = True):
+        """Under the lock, without gradients: on CUDA the body's work is queued on the
+        server's stream and, with ``wait``, finished before the block ends."""
+        with self._lock, torch.no_grad():
+            if not self.cuda:
+                yield
+                return
+            with torch.cuda.stream(self._stream):
+                yield
+            if wait:
+                self._stream.synchronize()
+
     def _rows(self, actor: int) -> slice:
         E = self.envs_per_actor
         return slice(actor * E, (actor + 1) * E)
@@ -313,30 +320,18 @@ class InferenceServer:
     def _reset_rows(self, actor: int) -> None:
         """The actor's rows of the resident and of the kept state back to the episode-start state."""
         rows = self._rows(actor)
-        with self._lock, torch.no_grad():
-            if self.cuda:
-                with torch.cuda.stream(self._stream):
-                    for k in self.state:
-                        self.state[k][rows].copy_(self._fresh[k])
-                        self.unroll_start_state[k][rows].copy_(self._fresh[k])
-                self._stream.synchronize()
-            else:
-                for k in self.state:
-                    self.state[k][rows].copy_(self._fresh[k])
-                    self.unroll_start_state[k][rows].copy_(self._fresh[k])
+        with self._device_work():
+            for k in self.state:
+                self.state[k][rows].copy_(self._fresh[k])
+                self.unroll_start_state[k][rows].copy_(self._fresh[k])
 
     def _keep_unroll_start(self, actor: int) -> None:
         """Keep the actor's rows of the resident state: the initial core state of its next unroll.
         On CUDA the copy is queued on the server's stream, ahead of the step that follows."""
         rows = self._rows(actor)
-        with self._lock, torch.no_grad():
-            if self.cuda:
-                with torch.cuda.stream(self._stream):
-                    for k, v in self.state.items():
-                        self.unroll_start_state[k][rows].copy_(v[rows])
-            else:
-                for k, v in self.state.items():
-                    self.unroll_start_state[k][rows].copy_(v[rows])
+        with self._device_work(wait=False):
+            for k, v in self.state.items():
+                self.unroll_start_state[k][rows].copy_(v[rows])
 
     # -- the server thread ----------------------------------------------------------------
     def _serve(self, num_threads: int) -> None:
@@ -467,7 +462,6 @@ class InferenceServer:
         self._reset_rows(actor)
         self._reply(peer, OK)
 
-    @torch.no_grad()
     def _write_initial(self, peer: _Peer, group: int) -> None:
         """Copy the peer's kept rows into the ``initial_core_state`` rows of ``group``."""
         bufs = self.buffers
@@ -484,15 +478,9 @@ class InferenceServer:
         src = self._rows(peer.actor)
         r = bufs.layout.rows(group)
         dst = slice(r.start, r.stop)
-        with self._lock:
-            if self.cuda:
-                with torch.cuda.stream(self._stream):
-                    for k, v in self.unroll_start_state.items():
-                        bufs.initial_core_state[k][dst].copy_(v[src], non_blocking=True)
-                self._stream.synchronize()
-            else:
-                for k, v in self.unroll_start_state.items():
-                    bufs.initial_core_state[k][dst].copy_(v[src])
+        with self._device_work():                  # the actor reads the rows once OK comes back
+            for k, v in self.unroll_start_state.items():
+                bufs.initial_core_state[k][dst].copy_(v[src], non_blocking=True)
         self.stats.initial_states += 1
         self._reply(peer, OK)
 
