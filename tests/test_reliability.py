@@ -86,15 +86,26 @@ def test_env_raising_restarts_the_actor_and_training_finishes(tmp_path):
     assert "actor_restarts" in rows.splitlines()[0]
 
 
+def local_source(cfg):
+    """The local rollout source (not started) of ``cfg``'s env, model and actor sections."""
+    from actors.source import LocalRolloutSource
+    from agents.model import build_agent
+    from envs import describe_env
+
+    obs_spec, num_actions, tasks = describe_env(cfg.env)
+    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
+    return LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
+                              obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
+
+
 @pytest.mark.timeout(300)
 def test_injected_crash_is_restarted_by_the_pool(monkeypatch):
     """``FWRL_DEBUG_CRASH_AT_STEP`` (the tests' fault injection, not a command-line option)
     makes actor 0 raise in its first life; the pool restarts it with fresh envs, once, and
     batches keep coming."""
     from actors.crashes import CRASH_AT_STEP_VAR
-    from actors.source import LocalRolloutSource
-    from agents.model import ModelConfig, build_agent
-    from envs import EnvConfig, describe_env
+    from agents.model import ModelConfig
+    from envs import EnvConfig
     from launch.config import TrainConfig
 
     monkeypatch.setenv(CRASH_AT_STEP_VAR, "15")
@@ -103,10 +114,7 @@ def test_injected_crash_is_restarted_by_the_pool(monkeypatch):
     cfg.model = ModelConfig(core="ff", encoder="mlp", hidden_size=16, feature_size=16)
     cfg.actor.num_actors, cfg.actor.envs_per_actor, cfg.actor.unroll_length = 2, 2, 10
     cfg.actor.batch_size = 2
-    obs_spec, num_actions, tasks = describe_env(cfg.env)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    src = LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
-                             obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
+    src = local_source(cfg)
     src.start()
     try:
         after, t0 = 0, time.time()
@@ -202,9 +210,8 @@ def test_a_group_written_twice_stops_the_run_instead_of_restarting_the_actor():
 @pytest.mark.timeout(300)
 def test_kill_9_of_an_actor_discards_its_partial_unroll(tmp_path):
     """Every unroll the learner receives is whole: no torn unroll from a killed actor."""
-    from actors.source import LocalRolloutSource
-    from agents.model import ModelConfig, build_agent
-    from envs import EnvConfig, describe_env
+    from agents.model import ModelConfig
+    from envs import EnvConfig
     from launch.config import TrainConfig
 
     cfg = TrainConfig()
@@ -213,10 +220,7 @@ def test_kill_9_of_an_actor_discards_its_partial_unroll(tmp_path):
                             num_heads=2, head_size=8, d_ff=32)
     cfg.actor.num_actors, cfg.actor.envs_per_actor, cfg.actor.unroll_length = 2, 2, 40
     cfg.actor.batch_size = 2
-    obs_spec, num_actions, tasks = describe_env(cfg.env)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    src = LocalRolloutSource(agent, env=cfg.env, model=cfg.model, actor=cfg.actor, obs_shape=obs_spec.shape,
-                             obs_dtype=obs_spec.dtype, num_actions=num_actions, num_tasks=len(tasks))
+    src = local_source(cfg)
     src.start()
     try:
         batches = []

@@ -19,23 +19,33 @@ def tiny_config(*extra):
                          "--learner-threads", "1", "--no-progress", *extra])
 
 
-def test_step_makes_updates_and_accounts_for_them():
+def tiny_trainer(cfg):
+    """A Trainer (not started) of ``cfg`` with its agent built from the env's description."""
     from agents.model import build_agent
     from envs import describe_env
     from launch.trainer import Trainer
 
-    cfg = tiny_config()
     obs_spec, num_actions, tasks = describe_env(cfg.env)
     agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
+    return Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
+
+
+def step_until_updates(trainer, n):
+    """``Trainer.step`` until ``n`` updates were made (fails after about 5 minutes of none)."""
+    made, tries = 0, 0
+    while made < n:
+        made += trainer.step()
+        tries += 1
+        assert tries < 6000, "no batch from the actor within about 5 minutes"
+
+
+def test_step_makes_updates_and_accounts_for_them():
+    cfg = tiny_config()
+    trainer = tiny_trainer(cfg)
     before = {k: v.clone() for k, v in trainer.learner.agent.state_dict().items()}
     trainer.start()
     try:
-        made, tries = 0, 0
-        while made < 2:
-            made += trainer.step()
-            tries += 1
-            assert tries < 6000, "no batch from the actor within about 5 minutes"
+        step_until_updates(trainer, 2)
         for _ in range(20):                                     # batches taken and dropped: no update
             assert trainer.step(learn=False) is False
     finally:
@@ -71,9 +81,6 @@ def test_parameters_go_to_shared_memory_only_when_actors_read_them(inference, sh
     actors read it. ``--inference learner``: no actor reads shared-memory parameters, so
     none are made or written; the inference server gets every version instead."""
     from actors.params import SharedParams
-    from agents.model import build_agent
-    from envs import describe_env
-    from launch.trainer import Trainer
 
     made, written = [], []
     real_init, real_publish = SharedParams.__init__, SharedParams.publish
@@ -89,16 +96,10 @@ def test_parameters_go_to_shared_memory_only_when_actors_read_them(inference, sh
     monkeypatch.setattr(SharedParams, "__init__", counting_init)
     monkeypatch.setattr(SharedParams, "publish", counting_publish)
     cfg = tiny_config("--inference", inference)
-    obs_spec, num_actions, tasks = describe_env(cfg.env)
-    agent = build_agent(cfg.model, obs_spec, num_actions, len(tasks))
-    trainer = Trainer(cfg, None, agent=agent, obs_spec=obs_spec, num_actions=num_actions, task_names=tasks)
+    trainer = tiny_trainer(cfg)
     trainer.start()
     try:
-        made_updates, tries = 0, 0
-        while made_updates < 2:
-            made_updates += trainer.step()
-            tries += 1
-            assert tries < 6000, "no batch from the actor within about 5 minutes"
+        step_until_updates(trainer, 2)
     finally:
         trainer.stop()
     versions = 1 + 1 + 2                    # the initial set, the one start() publishes, two updates
