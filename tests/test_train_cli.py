@@ -124,6 +124,7 @@ BAD = [
     (["--env", "procgen:bigfish", "--distribution-mode", "memory"], "memory"),
     (["--encoder", "resnet"], "is not a registered encoder; known encoders: auto, impala, mlp, nature"),
     (["--env", "memory", "--encoder", "nature"], "encoder 'nature' needs image observations [C, H, W]"),
+    (["--core", "lstm", "--lstm-forget-bias", "inf"], "--lstm-forget-bias must be a finite number, got inf"),
 ]
 
 
