@@ -78,6 +78,10 @@ class ModelConfig:
     lstm_forget_bias: float = field(default=1.0, metadata={
         "help": "lstm: initial bias of the forget gate (1 as Gers et al. 2000 and Jozefowicz et al. 2015; "
                 "0 starts the gate at 0.5, close to PyTorch's and torchbeast's zero-mean default)"})
+    lstm_input_norm: str = field(default="layernorm", metadata={
+        "help": "lstm: 'layernorm' normalises the core input (features, reward, task id) before the LSTM; "
+                "'none' feeds it directly, as torchbeast (on Pong its unbounded ReLU features saturated "
+                "every gate: docs/learning/README.md section 3)"})
     encoder_init: str = field(default="standard", metadata={
         "help": "encoder initialisation: standard (the Nature CNN orthogonal with gain sqrt(2) as in "
                 "baselines/SB3/CleanRL, the others PyTorch's defaults), torch (PyTorch's defaults "
@@ -133,6 +137,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"--encoder-dtype must be float32 or bfloat16, got {cfg.encoder_dtype!r}")
     if cfg.srwm_input_norm not in ("none", "layernorm"):
         raise ValueError(f"--srwm-input-norm must be none or layernorm, got {cfg.srwm_input_norm!r}")
+    if cfg.lstm_input_norm not in ("none", "layernorm"):
+        raise ValueError(f"--lstm-input-norm must be none or layernorm, got {cfg.lstm_input_norm!r}")
     for name in ("srwm_input_scale", "srwm_qk_init_scale"):
         v = getattr(cfg, name)
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")):
@@ -224,6 +230,10 @@ class Agent(nn.Module):
         for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "lstm_forget_bias", "core_import"):
             arch.pop(speed_only, None)
         accepted = core_option_names(self.cfg.core)
+        if "lstm_input_norm" not in accepted or arch.get("lstm_input_norm") == "none":
+            # listed only where it adds weights: lstm checkpoints written before the option
+            # (no input norm) keep matching
+            arch.pop("lstm_input_norm", None)
         for name, paper in SRWM_PAPER_OPTIONS.items():
             # listed only where they make a difference: checkpoints written before these
             # options existed (the IDSIA RL layer) keep matching

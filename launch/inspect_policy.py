@@ -10,6 +10,8 @@ observation through the agent and prints
   (how much the features depend on the state), beside their mean;
 * the policy logits' standard deviation across observations, per action, and the mean
   policy entropy (ln A = uniform; the sum of ln n_k for a MultiDiscrete layout);
+* for an ``lstm`` core, the fraction of each gate's pre-activations where the float32
+  derivative of its sigmoid or tanh is exactly 0 (a saturated gate passes no gradient);
 * per parameter tensor: its norm at initialisation and the norm of its change since
   (the run's seed rebuilds the initial weights) and RMSProp's median ``sqrt(square_avg)`` against its
   ``eps``: where ``sqrt(v) << eps`` the step is ``lr * g / eps``, a slow SGD, not RMSProp.
@@ -29,6 +31,27 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+
+
+def lstm_saturation(agent, inputs) -> dict:
+    """For an ``lstm`` core: per gate (i, f, g, o), the fraction of its pre-activations at the
+    first step (state zero) where the float32 derivative of its sigmoid (tanh for g) is
+    exactly 0 (|x| above about 16.6 and 9.1): no gradient passes there."""
+    core = agent.core
+    with torch.no_grad():
+        x = agent.core_input(inputs)[0]                                  # [B, I]
+        x = getattr(core, "input_norm", torch.nn.Identity())(x)
+        pre = x @ core.lstm.weight_ih_l0.t() + core.lstm.bias_ih_l0 + core.lstm.bias_hh_l0
+        out = {}
+        for name, g in zip("ifgo", pre.chunk(4, dim=-1)):
+            if name == "g":
+                t = torch.tanh(g)
+                deriv = 1 - t * t
+            else:
+                s = torch.sigmoid(g)
+                deriv = s * (1 - s)
+            out[name] = round(float((deriv == 0).float().mean()), 4)
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -94,6 +117,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "logits_std_over_observations": [round(float(v), 5) for v in logits.std(0)],
         "policy_entropy": entropy, "uniform_entropy": float(sum(np.log(n) for n in dims)),
     }
+    lstm = getattr(agent.core, "lstm", None)
+    if isinstance(lstm, torch.nn.LSTM):
+        report["lstm_gates_zero_grad_fraction"] = lstm_saturation(agent, inputs)
     print(json.dumps(report, indent=1))
     if a.init:
         return 0

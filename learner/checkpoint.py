@@ -263,6 +263,7 @@ def upgrade_model_dict(data) -> dict:
     * Saved before the ``srwm_*`` options existed: it describes the IDSIA RL SRWM layer, so
       it gets those options' IDSIA RL values, not today's defaults.
     * Saved before ``encoder_init`` existed: initialised with PyTorch's defaults (``torch``).
+    * Saved before ``lstm_input_norm`` existed: the LSTM was fed its input directly (``none``).
     * Saved while the LSTM had its own width option ``lstm_hidden_size`` (every core now
       takes ``hidden_size``): for the lstm core it becomes ``hidden_size``; the other cores
       ignored it. A checkpoint's architecture, which lists the same fields, is read the
@@ -276,6 +277,8 @@ def upgrade_model_dict(data) -> dict:
         model = {**SRWM_PAPER_OPTIONS, **model}
     if "encoder_init" not in model:
         model["encoder_init"] = "torch"
+    if "lstm_input_norm" not in model:
+        model["lstm_input_norm"] = "none"
     return _lstm_width_as_hidden_size(model)
 
 

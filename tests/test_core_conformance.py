@@ -307,7 +307,7 @@ def test_options_follow_the_paper_defaults():
     layer = srwm.layers[0]
     assert (layer.num_heads, layer.head_size, layer.ff.fc1.out_features) == (8, 16, 512)
     assert make_core("lstm", 257).output_size == 256
-    assert core_option_names("lstm") == ["hidden_size", "lstm_forget_bias"]
+    assert core_option_names("lstm") == ["hidden_size", "lstm_forget_bias", "lstm_input_norm"]
     assert "detach_each_step" not in core_option_names("fake_sr")
     # The IDSIA RL layer (srwm_paper): slow weights ~ N(0, 1/d), std over 4 * 8 * 16 * 16 entries,
     # x = softmax(h) with no LayerNorm.
@@ -445,10 +445,24 @@ def test_srwm_state_is_a_difference_so_slow_weight_updates_show_at_once(name):
     torch.testing.assert_close(y, want, rtol=1e-10, atol=1e-10)
 
 
-def test_lstm_matches_lstm_cell_loop():
-    core = build("lstm", seed=17)
+@pytest.mark.parametrize("norm", ["layernorm", "none"])
+def test_lstm_matches_lstm_cell_loop(norm):
+    """The LSTM over an unroll with resets equals an LSTMCell stepped one time step at a
+    time, after a LayerNorm written out here (a random gain and shift) or with none."""
+    core = build("lstm", seed=17, lstm_input_norm=norm)
     T, B = 5, 3
     x = randn(T, B, INPUT_SIZE, seed=18)
+    if norm == "layernorm":
+        with torch.no_grad():
+            core.input_norm.weight.copy_(1 + 0.3 * randn(INPUT_SIZE, seed=19))
+            core.input_norm.bias.copy_(0.3 * randn(INPUT_SIZE, seed=20))
+        mean = x.mean(-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(-1, keepdim=True)
+        x_in = (x - mean) / torch.sqrt(var + core.input_norm.eps) * core.input_norm.weight.detach() \
+            + core.input_norm.bias.detach()
+    else:
+        assert not list(core.input_norm.parameters())          # 'none' adds no weights
+        x_in = x
     reset = torch.tensor([[False, True, False], [False, False, False], [True, False, False],
                           [False, False, True], [False, True, False]])
     state = random_state(core, B)
@@ -461,7 +475,7 @@ def test_lstm_matches_lstm_cell_loop():
     h, c = state["h"], state["c"]
     for t in range(T):
         keep = (~reset[t]).to(F64).unsqueeze(-1)
-        h, c = cell(x[t], (h * keep, c * keep))
+        h, c = cell(x_in[t], (h * keep, c * keep))
         torch.testing.assert_close(y[t], h, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(final["c"], c, rtol=1e-10, atol=1e-10)
 

@@ -408,7 +408,7 @@ def test_architecture_is_plain_data_naming_every_field():
                       "core_import"):                            # not what the weights mean
             assert f.name not in arch
             continue
-        if f.name.startswith("srwm_"):                          # not options of deltanet
+        if f.name.startswith("srwm_") or f.name == "lstm_input_norm":   # not options of deltanet
             assert f.name not in arch
             continue
         assert arch[f.name] == getattr(agent.cfg, f.name)
@@ -441,6 +441,26 @@ def test_old_configs_get_pytorch_default_encoder_init():
     from launch.config import config_from_dict
     assert config_from_dict({"model": {"core": "ff"}}).model.encoder_init == "torch"
     assert config_from_dict({"model": {"core": "ff", "encoder_init": "standard"}}).model.encoder_init == "standard"
+
+
+def test_old_lstm_configs_feed_the_lstm_without_input_norm():
+    """Runs saved before --lstm-input-norm fed the LSTM its input directly: they rebuild that
+    LSTM (no LayerNorm weights, the same architecture), and today's default LayerNorm LSTM is
+    another architecture, named by the option."""
+    from learner.checkpoint import CheckpointError, check_architecture, model_config_from_dict
+    old = dict(OLD_LSTM_MODEL, lstm_forget_bias=1.0, encoder_init="standard", srwm_input_norm="layernorm")
+    cfg = model_config_from_dict(old)
+    assert cfg.lstm_input_norm == "none"
+    agent = build_agent(cfg, ObsSpec((5,), "float32"), 4)
+    assert not [k for k in agent.state_dict() if "input_norm" in k]
+    check_architecture(OLD_LSTM_ARCH, agent.architecture())
+    assert ModelConfig().lstm_input_norm == "layernorm"
+    new = build_agent(dataclasses.replace(cfg, lstm_input_norm="layernorm"), ObsSpec((5,), "float32"), 4)
+    assert sorted(k for k in new.state_dict() if "input_norm" in k) == \
+        ["core.input_norm.bias", "core.input_norm.weight"]
+    with pytest.raises(CheckpointError, match=r"differs in 'lstm_input_norm': checkpoint has None, "
+                                              r"this run has 'layernorm'"):
+        check_architecture(OLD_LSTM_ARCH, new.architecture())
 
 
 #: A model section and an architecture as runs saved them while the LSTM had its own width

@@ -125,6 +125,7 @@ BAD = [
     (["--encoder", "resnet"], "is not a registered encoder; known encoders: auto, impala, mlp, nature"),
     (["--env", "memory", "--encoder", "nature"], "encoder 'nature' needs image observations [C, H, W]"),
     (["--core", "lstm", "--lstm-forget-bias", "inf"], "--lstm-forget-bias must be a finite number, got inf"),
+    (["--core", "lstm", "--lstm-input-norm", "batchnorm"], "batchnorm"),
 ]
 
 
