@@ -10,8 +10,9 @@ observation through the agent and prints
   (how much the features depend on the state), beside their mean;
 * the policy logits' standard deviation across observations, per action, and the mean
   policy entropy (ln A = uniform; the sum of ln n_k for a MultiDiscrete layout);
-* for an ``lstm`` core, the fraction of each gate's pre-activations where the float32
-  derivative of its sigmoid or tanh is exactly 0 (a saturated gate passes no gradient);
+* for an ``lstm`` core, the fraction of each gate's pre-activations where the derivative
+  of its sigmoid or tanh is below 1e-6 of its maximum (a saturated gate passes next to no
+  gradient);
 * per parameter tensor: its norm at initialisation and the norm of its change since
   (the run's seed rebuilds the initial weights) and RMSProp's median ``sqrt(square_avg)`` against its
   ``eps``: where ``sqrt(v) << eps`` the step is ``lr * g / eps``, a slow SGD, not RMSProp.
@@ -33,10 +34,16 @@ import numpy as np
 import torch
 
 
+#: a gate's derivative below this fraction of its maximum (sigmoid 1/4, tanh 1) counts as
+#: saturated: |x| above about 15.2 (sigmoid) or 7.6 (tanh); float32 rounds it to exactly 0
+#: from about 16.6 (sigmoid, x > 0) and 9.1 (tanh)
+SATURATED = 1e-6
+
+
 def lstm_saturation(agent, inputs) -> dict:
     """For an ``lstm`` core: per gate (i, f, g, o), the fraction of its pre-activations at the
-    first step (state zero) where the float32 derivative of its sigmoid (tanh for g) is
-    exactly 0 (|x| above about 16.6 and 9.1): no gradient passes there."""
+    first step (state zero) where the derivative of its sigmoid (tanh for g) is below
+    :data:`SATURATED` of its maximum: next to no gradient passes there."""
     core = agent.core
     with torch.no_grad():
         x = agent.core_input(inputs)[0]                                  # [B, I]
@@ -46,11 +53,11 @@ def lstm_saturation(agent, inputs) -> dict:
         for name, g in zip("ifgo", pre.chunk(4, dim=-1)):
             if name == "g":
                 t = torch.tanh(g)
-                deriv = 1 - t * t
+                deriv, top = 1 - t * t, 1.0
             else:
                 s = torch.sigmoid(g)
-                deriv = s * (1 - s)
-            out[name] = round(float((deriv == 0).float().mean()), 4)
+                deriv, top = s * (1 - s), 0.25
+            out[name] = round(float((deriv <= SATURATED * top).float().mean()), 4)
     return out
 
 
@@ -119,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }
     lstm = getattr(agent.core, "lstm", None)
     if isinstance(lstm, torch.nn.LSTM):
-        report["lstm_gates_zero_grad_fraction"] = lstm_saturation(agent, inputs)
+        report["lstm_gates_saturated_fraction"] = lstm_saturation(agent, inputs)
     print(json.dumps(report, indent=1))
     if a.init:
         return 0

@@ -1,12 +1,12 @@
 """launch.inspect_policy's LSTM gate saturation: the fraction of pre-activations where the
-float32 derivative of a gate's sigmoid (tanh for g) is exactly zero, against autograd."""
+derivative of a gate's sigmoid (tanh for g) is below 1e-6 of its maximum, against autograd."""
 
 import pytest
 import torch
 
 from agents.model import ModelConfig, build_agent
 from envs.base import ObsSpec
-from launch.inspect_policy import lstm_saturation
+from launch.inspect_policy import SATURATED, lstm_saturation
 
 VECTOR = ObsSpec((8,), "float32")
 
@@ -18,7 +18,7 @@ def inputs(B: int, scale: float):
 
 
 def autograd_zero_fraction(agent, inp) -> dict:
-    """The same count written with autograd: d gate / d pre-activation == 0."""
+    """The same count written with autograd: d gate / d pre-activation <= 1e-6 x its maximum."""
     core = agent.core
     with torch.no_grad():
         x = core.input_norm(agent.core_input(inp)[0])
@@ -27,7 +27,8 @@ def autograd_zero_fraction(agent, inp) -> dict:
     for name, g in zip("ifgo", pre.chunk(4, dim=-1)):
         g = g.clone().requires_grad_(True)
         (torch.tanh(g) if name == "g" else torch.sigmoid(g)).sum().backward()
-        out[name] = round(float((g.grad == 0).float().mean()), 4)
+        top = 1.0 if name == "g" else 0.25
+        out[name] = round(float((g.grad <= SATURATED * top).float().mean()), 4)
     return out
 
 
