@@ -81,7 +81,7 @@ class ModelConfig:
     lstm_input_norm: str = field(default="layernorm", metadata={
         "help": "lstm: 'layernorm' normalises the core input (features, reward, task id) before the LSTM; "
                 "'none' feeds it directly, as torchbeast (on Pong its unbounded ReLU features saturated "
-                "every gate: docs/learning/README.md section 3)"})
+                "the gates: docs/learning/README.md section 3)"})
     encoder_init: str = field(default="standard", metadata={
         "help": "encoder initialisation: standard (the Nature CNN orthogonal with gain sqrt(2) as in "
                 "baselines/SB3/CleanRL, the others PyTorch's defaults), torch (PyTorch's defaults "

@@ -6,10 +6,11 @@ LayerNorm (``lstm_input_norm='layernorm'``, the default) or directly (``'none'``
 torchbeast). State: ``"h"`` and ``"c"``, each [B, hidden_size], zero at episode start.
 
 Why the LayerNorm: the encoder's ReLU features have no bound. On Atari Pong
-(``launch.reproduce pong-cpu``, 1.7M steps) they grew to a mean of 13 (max 447) and 88%
-of the gate pre-activations passed 17, where float32's sigmoid and tanh have a
-gradient of exactly 0: no gradient reached the LSTM or the encoder for the last ~10k
-updates and the policy was the same in every state (docs/learning/README.md section 3).
+(``launch.reproduce pong-cpu``, 1.74M steps) they grew to a mean of 14 (max over 400)
+and 88-98% of each gate's pre-activations saturated (the sigmoid's or tanh's derivative
+below 1e-6 of its maximum; ``launch.inspect_policy`` counts them): no gradient reached
+the LSTM or the encoder for the last ~10k updates and the policy was the same in every
+state (docs/learning/README.md section 3).
 The feed-forward core, whose linear heads do not saturate, learned Pong with the same
 settings. The fast-weight cores normalise their inputs already.
 
