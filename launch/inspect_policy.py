@@ -44,11 +44,12 @@ def lstm_saturation(agent, inputs) -> dict:
     """For an ``lstm`` core: per gate (i, f, g, o), the fraction of its pre-activations at the
     first step (state zero) where the derivative of its sigmoid (tanh for g) is below
     :data:`SATURATED` of its maximum: next to no gradient passes there."""
+    from agents.cores.diagnostics import lstm_gate_preactivations
     core = agent.core
     with torch.no_grad():
         x = agent.core_input(inputs)[0]                                  # [B, I]
         x = getattr(core, "input_norm", torch.nn.Identity())(x)
-        pre = x @ core.lstm.weight_ih_l0.t() + core.lstm.bias_ih_l0 + core.lstm.bias_hh_l0
+        pre = lstm_gate_preactivations(core.lstm, x, torch.zeros(x.shape[0], core.lstm.hidden_size))
         out = {}
         for name, g in zip("ifgo", pre.chunk(4, dim=-1)):
             if name == "g":

@@ -110,14 +110,21 @@ def delta_diagnostics(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: t
 
 
 @torch.no_grad()
+def lstm_gate_preactivations(lstm: torch.nn.LSTM, x: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
+    """The gates' pre-activations of layer 0 of ``lstm``, order i, f, g, o: x [..., I] the
+    input, h_prev [..., N] the state before the step -> [..., 4N]."""
+    return (x.detach() @ lstm.weight_ih_l0.t() + lstm.bias_ih_l0
+            + h_prev.detach() @ lstm.weight_hh_l0.t() + lstm.bias_hh_l0)
+
+
+@torch.no_grad()
 def lstm_diagnostics(lstm: torch.nn.LSTM, x: torch.Tensor, y: torch.Tensor, h0: torch.Tensor,
                      reset: torch.Tensor) -> Dict[str, float]:
     """Gate means of a one-layer ``nn.LSTM`` over an unroll: x [T, B, I], outputs y [T, B, N],
     h0 [B, N] the state before step 0, reset bool [T, B]."""
-    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]], dim=0).detach()                  # [T, B, N]
+    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]], dim=0)                            # [T, B, N]
     h_prev = h_prev * (~reset).to(h_prev.dtype).unsqueeze(-1)
-    g = (x.detach() @ lstm.weight_ih_l0.t() + lstm.bias_ih_l0
-         + h_prev @ lstm.weight_hh_l0.t() + lstm.bias_hh_l0)                        # [T, B, 4N]
+    g = lstm_gate_preactivations(lstm, x, h_prev)                                   # [T, B, 4N]
     i, f, gg, o = g.chunk(4, dim=-1)
     return {"gate_i": float(torch.sigmoid(i).mean()), "gate_f": float(torch.sigmoid(f).mean()),
             "gate_g": float(torch.tanh(gg).abs().mean()), "gate_o": float(torch.sigmoid(o).mean())}
