@@ -35,6 +35,7 @@ from torch import nn
 
 from agents import action_dist
 from agents.core import State, StateSpec, core_option_defaults, core_option_names, list_cores, make_core
+from agents.cores.lstm import LSTM_LEGACY_OPTIONS
 from agents.cores.srwm import SRWM_PAPER_OPTIONS
 from agents.encoders import ENCODER_INITS, choose_encoder, list_encoders, make_encoder
 
@@ -230,14 +231,10 @@ class Agent(nn.Module):
         for speed_only in ("encoder_dtype", "compile_encoder", "encoder_init", "lstm_forget_bias", "core_import"):
             arch.pop(speed_only, None)
         accepted = core_option_names(self.cfg.core)
-        if "lstm_input_norm" not in accepted or arch.get("lstm_input_norm") == "none":
-            # listed only where it adds weights: lstm checkpoints written before the option
-            # (no input norm) keep matching
-            arch.pop("lstm_input_norm", None)
-        for name, paper in SRWM_PAPER_OPTIONS.items():
+        for name, old in {**SRWM_PAPER_OPTIONS, **LSTM_LEGACY_OPTIONS}.items():
             # listed only where they make a difference: checkpoints written before these
-            # options existed (the IDSIA RL layer) keep matching
-            if name not in accepted or arch.get(name) == paper:
+            # options existed (the IDSIA RL layer, the LSTM without an input norm) keep matching
+            if name not in accepted or arch.get(name) == old:
                 arch.pop(name, None)
         arch = {**arch,
                 "encoder_kind": self.encoder_name,

@@ -277,8 +277,8 @@ def upgrade_model_dict(data) -> dict:
         model = {**SRWM_PAPER_OPTIONS, **model}
     if "encoder_init" not in model:
         model["encoder_init"] = "torch"
-    if "lstm_input_norm" not in model:
-        model["lstm_input_norm"] = "none"
+    from agents.cores.lstm import LSTM_LEGACY_OPTIONS
+    model = {**LSTM_LEGACY_OPTIONS, **model}
     return _lstm_width_as_hidden_size(model)
 
 

@@ -39,6 +39,11 @@ from .diagnostics import LSTM_DIAGNOSTICS, lstm_diagnostics
 from .layers import check_positive
 
 
+#: The lstm options' values before they existed (what older runs built): listed in a
+#: checkpoint's architecture only where they differ, and given to configs saved without them.
+LSTM_LEGACY_OPTIONS = dict(lstm_input_norm="none")
+
+
 def init_forget_bias(lstm: nn.LSTM, value: float) -> None:
     """Set the forget gate's total bias (``b_ih + b_hh``, gate order i, f, g, o) of every
     layer to ``value``: ``b_ih`` = value, ``b_hh`` = 0. Other weights keep PyTorch's init."""
