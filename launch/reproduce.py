@@ -73,9 +73,9 @@ def _pong(core: str, steps: int) -> Run:
                ["--episodes", "10", "--envs", "10"])
 
 
-def _procgen(game: str, core: str, steps: int) -> Run:
-    return Run(f"procgen-cpu-{game}-{core}",
-               ["--env", f"procgen:{game}", "--core", core, "--total-steps", str(steps), *CPU_PROCGEN],
+def _procgen(game: str, core: str, steps: int, extra: Sequence[str] = (), suffix: str = "") -> Run:
+    return Run(f"procgen-cpu-{game}-{core}{suffix}",
+               ["--env", f"procgen:{game}", "--core", core, "--total-steps", str(steps), *CPU_PROCGEN, *extra],
                ["--split", "test1", "--episodes", "100", "--envs", "10"])
 
 
@@ -90,6 +90,14 @@ CONFIGURATIONS: Dict[str, Configuration] = {c.name: c for c in [
         [_procgen(g, c, 1_000_000) for g in ("starpilot", "bigfish") for c in ("ff", "srwm")],
         target="test1 return above the random policy (starpilot 2.5, bigfish 1) with a 95% CI excluding it",
         expected_time="about 45 min per run at the ~370 steps/s of the IMPALA ResNet on 2 cores"),
+    Configuration(
+        "procgen-cpu-bf16", "Does a bfloat16 encoder learn as float32 does? starpilot srwm (procgen-cpu's "
+        "run, reused when finished) beside the same run with --encoder-dtype bfloat16",
+        [_procgen("starpilot", "srwm", 1_000_000),
+         _procgen("starpilot", "srwm", 1_000_000, ["--encoder-dtype", "bfloat16"], "-bf16")],
+        target="the bfloat16 run's curve and test1 evaluation within the float32 run's spread",
+        expected_time="about 40 min for the bfloat16 run at ~450 steps/s (needs a CPU with bfloat16 "
+                      "matrix units, e.g. avx512_bf16, to be faster), plus the float32 run if not yet done"),
     Configuration(
         "procgen-gpu", "ProcGen easy at the SRWM paper's scale, starpilot and bigfish, ff and srwm, 25M steps",
         [Run(f"procgen-gpu-{g}-{c}", ["--env", f"procgen:{g}", "--core", c, "--total-steps", "25000000",
