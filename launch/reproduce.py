@@ -181,6 +181,13 @@ def _fmt_cmd(cmd: Sequence[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
+def _shown(cmd: Sequence[str]) -> str:
+    """A command as the report shows it: run from the repository root, so paths inside it
+    are relative (the report is read on other machines)."""
+    root = str(ROOT) + os.sep
+    return _fmt_cmd([c[len(root):] if c.startswith(root) else c for c in cmd])
+
+
 def run_configuration(conf: Configuration, runs_dir: str, out_root: Path) -> int:
     out = out_root / conf.name
     out.mkdir(parents=True, exist_ok=True)
@@ -207,8 +214,9 @@ def run_configuration(conf: Configuration, runs_dir: str, out_root: Path) -> int
                   file=sys.stderr)
             return 1
         shutil.copy(run_dir / "logs.csv", out / run.name / "logs.csv")
-        (out / run.name / "evaluation.txt").write_text(res.stdout)
-        records.append((run, train_command(run, runs_dir, False), ecmd, summary, wall, res.stdout))
+        table = res.stdout.replace(str(ROOT) + os.sep, "")                  # paths relative to the repository
+        (out / run.name / "evaluation.txt").write_text(table)
+        records.append((run, train_command(run, runs_dir, False), ecmd, summary, wall, table))
     plot = [_python(), "-m", "launch.plot", *[str(Path(runs_dir) / r.name) for r in conf.runs],
             "--out", str(out), "--metrics", *conf.plot_metrics, "--smooth", "5"]
     subprocess.run(plot, cwd=ROOT, check=False)
@@ -217,7 +225,7 @@ def run_configuration(conf: Configuration, runs_dir: str, out_root: Path) -> int
              "", f"Reproduce: `python -m launch.reproduce {conf.name}`", ""]
     for run, tcmd, ecmd, summary, wall, table in records:
         sps = summary["steps"] / max(summary.get("elapsed_s", 0.0), 1e-9)
-        lines += [f"## {run.name}", "", "```", _fmt_cmd(tcmd[1:]), _fmt_cmd(ecmd[1:]), "```", "",
+        lines += [f"## {run.name}", "", "```", "python " + _shown(tcmd[1:]), "python " + _shown(ecmd[1:]), "```", "",
                   f"{summary['steps']:,} steps in {summary['elapsed_s'] / 60:.0f} min of training "
                   f"({sps:.0f} steps/s end to end); this invocation took {wall / 60:.0f} min.", "",
                   "```", table.strip(), "```", ""]

@@ -115,3 +115,13 @@ def test_reproduce_dry_run_prints_and_validates_every_configuration():
             assert f"--name {run.name}" in out
     assert not Path("/nonexistent-runs").exists()
     assert main(["no-such-config", "--dry-run"]) == 2
+
+
+def test_reproduce_report_shows_commands_with_paths_relative_to_the_repository():
+    """The report (docs/learning/NAME/README.md) is read on other machines: a path under
+    the repository is shown relative to it (the commands run from its root); others stay."""
+    from launch.reproduce import ROOT, _shown
+    cmd = ["-m", "launch.evaluate", str(ROOT / "runs" / "a b"), "--out",
+           str(ROOT / "docs" / "learning" / "x" / "eval"), "--runs-dir", "/elsewhere/runs"]
+    assert _shown(cmd) == ("-m launch.evaluate 'runs/a b' --out docs/learning/x/eval "
+                           "--runs-dir /elsewhere/runs")
