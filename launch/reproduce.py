@@ -181,11 +181,14 @@ def _fmt_cmd(cmd: Sequence[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
+def _relative(text: str) -> str:
+    """``text`` as the report shows it: the commands run from the repository root, so paths
+    under it are shown relative to it (the report is read on other machines)."""
+    return text.replace(str(ROOT) + os.sep, "")
+
+
 def _shown(cmd: Sequence[str]) -> str:
-    """A command as the report shows it: run from the repository root, so paths inside it
-    are relative (the report is read on other machines)."""
-    root = str(ROOT) + os.sep
-    return _fmt_cmd([c[len(root):] if c.startswith(root) else c for c in cmd])
+    return _relative(_fmt_cmd(cmd))
 
 
 def run_configuration(conf: Configuration, runs_dir: str, out_root: Path) -> int:
@@ -214,7 +217,7 @@ def run_configuration(conf: Configuration, runs_dir: str, out_root: Path) -> int
                   file=sys.stderr)
             return 1
         shutil.copy(run_dir / "logs.csv", out / run.name / "logs.csv")
-        table = res.stdout.replace(str(ROOT) + os.sep, "")                  # paths relative to the repository
+        table = _relative(res.stdout)
         (out / run.name / "evaluation.txt").write_text(table)
         records.append((run, train_command(run, runs_dir, False), ecmd, summary, wall, table))
     plot = [_python(), "-m", "launch.plot", *[str(Path(runs_dir) / r.name) for r in conf.runs],
