@@ -218,10 +218,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from launch.threads import apply_layout, plan_for_config
-    from learner.device import resolve_device
-    layout = plan_for_config(cfg, resolve_device(cfg.run.device).type)
+    from learner.device import bfloat16_cpu_warning, resolve_device
+    device_type = resolve_device(cfg.run.device).type
+    layout = plan_for_config(cfg, device_type)
     apply_layout(cfg, layout)
     log.info(layout.describe())
+    slow_bf16 = bfloat16_cpu_warning(cfg.model.encoder_dtype, device_type)
+    if slow_bf16:
+        log.warning(slow_bf16)
     try:
         from launch.trainer import Trainer, failure_summary
         try:
