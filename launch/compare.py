@@ -75,6 +75,9 @@ TRAIN_ARGS = ["--num-actors", "2", "--envs-per-actor", "8", "--batch-size", "8",
 OWN_FLAGS = ("--name", "--runs-dir", "--env", "--core", "--seed", "--total-steps", "--resume",
              "--core-import")
 FINAL_FRACTION = 0.1
+#: The columns of results.csv, one row per finished run.
+RESULT_COLUMNS = ["core", "task", "seed", "env", "steps", "episodes", "final_episodes", "final_return",
+                  "normalised_score", "elapsed_s", "run_dir"]
 CURVE_BINS = 20
 
 
@@ -304,10 +307,8 @@ def collect(runs: Sequence[Run], out: Path) -> List[dict]:
 
 
 def write_results_csv(rows: List[dict], path: Path) -> None:
-    cols = ["core", "task", "seed", "env", "steps", "episodes", "final_episodes", "final_return",
-            "normalised_score", "elapsed_s", "run_dir"]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
+        w = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
