@@ -9,7 +9,8 @@ Examples::
         --total-steps 5000 --name tiny -- --learning-rate 1e-3   # flags after -- go to launch.train
 
 Every run is one ``python -m launch.train`` process (settings: :data:`TRAIN_ARGS`, then the
-flags after ``--``; the budget is the task's unless ``--total-steps`` overrides it). As many
+task's own ``train_args`` from the suite, then the flags after ``--``, later ones winning;
+the budget is the task's unless ``--total-steps`` overrides it). As many
 runs as ``--jobs`` allow (default: one per 3 CPUs, each run being a learner and 2 actors)
 train at once. Output, in ``<out-dir>/<name>/`` (name: the suite's unless ``--name``)::
 
@@ -171,8 +172,10 @@ def check_inputs(args: argparse.Namespace, extra: List[str]) -> Tuple[List[str],
             describe_env(EnvConfig(env=task.env))
         except ValueError as e:
             raise CompareInputError(f"task {task.name!r}: {e}") from None
-    for core in args.cores:   # launch.train's own checks of the settings, for every core
-        argv = train_args + ["--env", tasks[0].env, "--core", core, "--core-import", args.core_import]
+    checks = {tuple(task_train_args(train_args, t)): t for t in tasks}   # one per distinct flag set
+    for core, (flags, task) in ((c, ft) for c in args.cores for ft in checks.items()):
+        # launch.train's own checks of the settings, for every core and task flag set
+        argv = list(flags) + ["--env", task.env, "--core", core, "--core-import", args.core_import]
         captured = io.StringIO()
         try:
             with contextlib.redirect_stderr(captured):
@@ -206,10 +209,17 @@ def _die_with_parent() -> None:   # runs in the child before exec: SIGTERM it wh
         pass
 
 
+def task_train_args(train_args: Sequence[str], task: SuiteTask) -> List[str]:
+    """A run's flags: the common settings, then the task's own, then the user's (after ``--``);
+    ``train_args`` is :data:`TRAIN_ARGS` followed by the user's, so later ones win."""
+    n = len(TRAIN_ARGS)
+    return [*train_args[:n], *task.train_args, *train_args[n:]]
+
+
 def train_command(run: Run, runs_dir: Path, settings: dict) -> List[str]:
     cmd = [sys.executable, "-m", "launch.train", "--runs-dir", str(runs_dir), "--name", run.name,
            "--env", run.task.env, "--core", run.core, "--seed", str(run.seed),
-           "--total-steps", str(run.total_steps), *settings["train_args"]]
+           "--total-steps", str(run.total_steps), *task_train_args(settings["train_args"], run.task)]
     if settings["core_import"]:
         cmd += ["--core-import", settings["core_import"]]
     return cmd
@@ -450,7 +460,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary = summarise(rows, cores, tasks, args.seeds, args.bootstrap_reps)
     summary.update({"suite": args.suite, "cores": cores, "seeds": args.seeds,
                     "tasks": {t.name: {"env": t.env, "total_steps": args.total_steps or t.total_steps,
-                                       "random": t.random, "perfect": t.perfect} for t in tasks},
+                                       "random": t.random, "perfect": t.perfect,
+                                       "train_args": list(t.train_args)} for t in tasks},
                     "final_return": f"mean over the last {FINAL_FRACTION:.0%} of each run's episodes",
                     "bootstrap": {"reps": args.bootstrap_reps, "confidence": 0.95, "seed": 0},
                     "runs": len(runs), "runs_finished": len(rows), "failures": failures,

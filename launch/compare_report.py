@@ -11,8 +11,15 @@ put side by side, and writes the table of all their runs::
     python -m launch.compare_report docs/learning/memory-v1-recall compare/mine --cores lstm mycore
 
 They can be put side by side when every directory used the same suite and the same
-training settings (``train_args``), a task found in several has the same budget and
-normalisation in each, and no (core, task, seed) run appears twice. The normalised scores
+training settings (``train_args``), a task found in several has the same budget,
+normalisation and own train args in each, and no (core, task, seed) run appears twice.
+``--suite`` names the table's suite and also admits directories of another suite, for
+the tasks that suite defines exactly alike (a new suite version that kept a task keeps
+its results)::
+
+    python -m launch.compare_report docs/learning/memory-v1-recall compare/memory-v2-repeat-first \
+        --suite memory-v2 --cores ff lstm deltanet --out compare/memory-v2-all
+ The normalised scores
 are recomputed from each run's final return with the suite's constants. The statistics are those of ``launch.compare``: per
 core and task the mean over seeds with its 95% bootstrap CI, per core the IQM over tasks
 and seeds with its stratified bootstrap CI (an incomplete grid gives ``n/a``).
@@ -61,11 +68,32 @@ def read_compare_dir(path: Path) -> Tuple[dict, List[dict]]:
     return summary, rows
 
 
-def merge(dirs: Sequence[Path]) -> Tuple[str, List[SuiteTask], Dict[str, dict], List[str], int,
-                                         List[dict], List[str]]:
+def _task_spec(spec: dict) -> dict:
+    """A task's entry in summary.json; directories written before tasks had their own
+    ``train_args`` hold none, which is what they were trained with."""
+    return dict(spec, train_args=list(spec.get("train_args", [])))
+
+
+def _definition(task: SuiteTask) -> dict:
+    return {"env": task.env, "total_steps": task.total_steps, "random": task.random,
+            "perfect": task.perfect, "train_args": list(task.train_args)}
+
+
+def merge(dirs: Sequence[Path], target: str = "") -> Tuple[str, List[SuiteTask], Dict[str, dict],
+                                                            List[str], int, List[dict], List[str]]:
     """(suite, tasks in suite order, each task's settings as its summaries give them (budget,
-    normalisation), cores in order of appearance, seeds, rows, train_args)."""
+    normalisation, own train args), cores in order of appearance, seeds, rows, train_args).
+
+    ``target``: the suite of the table; a directory of another suite is accepted when each
+    of its tasks is defined in it exactly as in ``target`` (env, budget, normalisation,
+    the task's own train args) and was trained with that budget."""
     suite = train_args = None
+    if target:
+        try:
+            target_tasks = {t.name: t for t in get_suite(target)}
+        except ValueError as e:
+            raise ReportInputError(str(e)) from None
+        suite = target
     budgets: Dict[str, Tuple[Path, dict]] = {}
     seen: Dict[Tuple[str, str, int], Path] = {}
     cores: List[str] = []
@@ -73,20 +101,31 @@ def merge(dirs: Sequence[Path]) -> Tuple[str, List[SuiteTask], Dict[str, dict], 
     seeds = 0
     for d in dirs:
         summary, raw = read_compare_dir(d)
-        if suite is None:
-            suite, train_args, first = summary["suite"], summary["train_args"], d
-        elif summary["suite"] != suite:
-            raise ReportInputError(f"{d} is of suite {summary['suite']!r}, {first} of {suite!r}")
+        summary["tasks"] = {name: _task_spec(spec) for name, spec in summary["tasks"].items()}
+        if train_args is None:
+            train_args, first = summary["train_args"], d
+            if suite is None:
+                suite = summary["suite"]
         elif summary["train_args"] != train_args:
             raise ReportInputError(f"{d} was trained with other settings than {first}: "
                                    f"{' '.join(summary['train_args'])} against {' '.join(train_args)}")
+        if not target and summary["suite"] != suite:
+            raise ReportInputError(f"{d} is of suite {summary['suite']!r}, {first} of {suite!r}; "
+                                   f"--suite puts the tasks both define alike in one table")
         try:
-            known = {t.name: t for t in get_suite(suite)}
+            known = {t.name: t for t in get_suite(summary["suite"])}
         except ValueError as e:
             raise ReportInputError(f"{d}: {e}") from None
         for name, spec in summary["tasks"].items():
             if name not in known:
-                raise ReportInputError(f"{d}: task {name!r} is not in suite {suite!r}")
+                raise ReportInputError(f"{d}: task {name!r} is not in suite {summary['suite']!r}")
+            if target and summary["suite"] != target:
+                mine = dict(_definition(known[name]), total_steps=spec["total_steps"])
+                if name not in target_tasks or mine != _definition(target_tasks[name]):
+                    raise ReportInputError(f"{d}: task {name!r} of suite {summary['suite']!r} is not "
+                                           f"defined as in {target!r}: {mine} against "
+                                           f"{_definition(target_tasks[name]) if name in target_tasks else 'absent'}")
+                known[name] = target_tasks[name]
             if name in budgets and budgets[name][1] != spec:
                 raise ReportInputError(f"task {name!r} has other settings in {d} ({spec}) than in "
                                        f"{budgets[name][0]} ({budgets[name][1]})")
@@ -126,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", help="compare directories (each with results.csv and summary.json)")
     p.add_argument("--cores", nargs="+", default=[], help="only these cores, in this order (default: all)")
     p.add_argument("--out", default="", help="write results.csv, summary.json and table.txt here")
+    p.add_argument("--suite", default="", help="the table's suite (default: the directories' "
+                   "one); a directory of another suite counts when its tasks are defined alike")
     p.add_argument("--bootstrap-reps", type=int, default=2000, help="bootstrap resamples")
     return p
 
@@ -141,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ReportInputError(f"--out {out} is one of the inputs; choose another folder")
         if out is not None and (out / "compare.json").exists():
             raise ReportInputError(f"--out {out} is a launch.compare directory; choose another folder")
-        suite, tasks, specs, cores, seeds, rows, train_args = merge(dirs)
+        suite, tasks, specs, cores, seeds, rows, train_args = merge(dirs, args.suite)
         for c in args.cores:
             if c not in cores:
                 raise ReportInputError(f"core {c!r} has no run in these directories (they hold: {', '.join(cores)})")

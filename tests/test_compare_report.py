@@ -94,3 +94,39 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     (cmp_dir / "compare.json").write_text("{}")
     _bad([RECALL, "--out", cmp_dir], capsys, "is a launch.compare directory")
     assert sorted(p.name for p in cmp_dir.iterdir()) == ["compare.json"]
+
+
+REPEAT_FIRST_V1 = ROOT / "docs" / "learning" / "memory-v1-repeat-first"
+
+
+def test_suite_admits_a_directory_of_another_suite_for_tasks_defined_alike(tmp_path, capsys):
+    # memory-v2 keeps memory-v1's recall and majority tasks as they were: their v1 runs count
+    out = tmp_path / "v2"
+    assert compare_report.main([str(RECALL), str(MAJORITY), "--suite", "memory-v2", "--out", str(out)]) == 0
+    v2 = capsys.readouterr().out
+    assert compare_report.main([str(RECALL), str(MAJORITY)]) == 0
+    v1 = capsys.readouterr().out
+    assert v2.splitlines()[0].startswith("memory-v2, ") and v1.splitlines()[0].startswith("memory-v1, ")
+    assert v2.splitlines()[1:-1] == v1.splitlines()[1:]
+    got = json.loads((out / "summary.json").read_text())
+    assert got["suite"] == "memory-v2" and got["tasks"]["recall-4"]["train_args"] == []
+    # memory-v2 changed repeat-first (budget, its own entropy cost): the v1 runs do not count
+    _bad([RECALL, REPEAT_FIRST_V1, "--suite", "memory-v2"], capsys, "task 'repeat-first' of suite 'memory-v1' is not defined as in 'memory-v2'")
+    v2_dir = tmp_path / "v2-majority"                  # without --suite, the suites must agree
+    shutil.copytree(MAJORITY, v2_dir)
+    s = json.loads((v2_dir / "summary.json").read_text())
+    (v2_dir / "summary.json").write_text(json.dumps(dict(s, suite="memory-v2")))
+    _bad([RECALL, v2_dir], capsys, "--suite puts the tasks both define alike in one table")
+    assert compare_report.main([str(RECALL), str(v2_dir), "--suite", "memory-v2"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == v1.splitlines()[1:]
+    _bad([RECALL, "--suite", "memory-v9"], capsys, "unknown suite 'memory-v9'")
+
+
+def test_a_task_trained_with_other_own_args_is_refused(tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(RECALL, other)
+    s = json.loads((other / "summary.json").read_text())
+    s["tasks"]["recall-4"]["train_args"] = ["--entropy-cost", "0.0002"]
+    (other / "summary.json").write_text(json.dumps(s))
+    parts = _split_by_core(RECALL, tmp_path, [("ff",)])
+    _bad([parts[0], other, "--cores", "lstm"], capsys, "task 'recall-4' has other settings")
