@@ -1,8 +1,9 @@
 """Time the memory cores and count the agents' parameters.
 
 For each core given by ``--cores``: the median time (ms) of a forward pass (no grad,
-as in acting or evaluation) and of forward + backward (as in learning) over one
-learner batch: B = 32 unrolls of T = 50 steps of input size 257 (256 IMPALA
+as in evaluation) and of forward + backward (as in learning) over one
+learner batch, and of one actor step (``act step ms``: T = 1, ``--act-batch`` rows, no
+grad, averaged over 10 steps that follow a parameter publish, i.e. freshly written weights): B = 32 unrolls of T = 50 steps of input size 257 (256 IMPALA
 features + the clipped reward), with the SRWM paper's core sizes (``--sizes procgen``,
 Irie et al., ICML 2022: 2 layers, hidden 128 = 8 heads of 16, d_ff 512; LSTM 256
 units) or the recurrent fast-weight paper's Atari sizes (``--sizes atari``, Irie et
@@ -33,6 +34,7 @@ PROCGEN = ObsSpec((3, 64, 64), "uint8")
 PROCGEN_ACTIONS = 15
 #: --sizes: ModelConfig overrides (both: 2 layers, hidden 128, d_ff 512, LSTM 256)
 SIZES = {"procgen": {}, "atari": {"num_heads": 4, "head_size": 32}}
+ACT_STEPS = 10
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="B: unrolls per batch")
     p.add_argument("--unroll-length", type=int, default=50, help="T: steps per unroll")
     p.add_argument("--input-size", type=int, default=257, help="core input size (features + reward)")
+    p.add_argument("--act-batch", type=int, default=8, help="rows of the actor's one-step call (act step ms)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
@@ -56,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [c for c in args.cores if c not in list_cores()]
     if unknown:
         p.error(f"unknown core(s) {', '.join(unknown)}; known cores: {', '.join(list_cores())}")
-    for name in ("batch_size", "unroll_length", "input_size", "threads", "repeats"):
+    for name in ("batch_size", "unroll_length", "input_size", "threads", "repeats", "act_batch"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -104,9 +107,22 @@ def bench_core(name: str, args: argparse.Namespace, device: torch.device) -> dic
         y, _ = core(x, state, reset)
         y.square().mean().backward()
 
+    A = args.act_batch
+    x1, reset1 = torch.randn(1, A, args.input_size, generator=g).to(device), torch.zeros(1, A, dtype=torch.bool, device=device)
+    published = [p.detach().clone() for p in core.parameters()]
+
+    def act():    # an actor after a parameter publish: new weights, then ACT_STEPS single steps
+        with torch.no_grad():
+            for p, q in zip(core.parameters(), published):
+                p.copy_(q)
+            s = core.initial_state(A, device)
+            for _ in range(ACT_STEPS):
+                _, s = core(x1, s, reset1)
+
     return {"core": name, "core_params": count(core),
             "fwd_ms": median_ms(forward, args.repeats, args.warmup, device),
-            "fwd_bwd_ms": median_ms(forward_backward, args.repeats, args.warmup, device)}
+            "fwd_bwd_ms": median_ms(forward_backward, args.repeats, args.warmup, device),
+            "act_ms": median_ms(act, args.repeats, args.warmup, device) / ACT_STEPS}
 
 
 def main(argv=None) -> None:
@@ -117,11 +133,12 @@ def main(argv=None) -> None:
     print(f"B={args.batch_size} T={args.unroll_length} input={args.input_size} device={device} "
           f"threads={args.threads} backend={args.backend} sizes={args.sizes} "
           f"(median of {args.repeats} after {args.warmup} warm-up)")
-    print(f"{'core':<20}{'fwd ms':>10}{'fwd+bwd ms':>12}{'core params':>14}{'agent params':>14}")
+    print(f"{'core':<20}{'fwd ms':>10}{'fwd+bwd ms':>12}{'act step ms':>13}{'core params':>14}{'agent params':>14}")
     for name in args.cores:
         r = bench_core(name, args, device)
         agent_params = count(build_agent(ModelConfig(core=name, **SIZES[args.sizes]), PROCGEN, PROCGEN_ACTIONS))
-        print(f"{name:<20}{r['fwd_ms']:>10.1f}{r['fwd_bwd_ms']:>12.1f}{r['core_params']:>14,}{agent_params:>14,}")
+        print(f"{name:<20}{r['fwd_ms']:>10.1f}{r['fwd_bwd_ms']:>12.1f}{r['act_ms']:>13.3f}"
+              f"{r['core_params']:>14,}{agent_params:>14,}")
     paper = build_agent(ModelConfig(), PROCGEN, PROCGEN_ACTIONS)
     print(f"paper SRWM agent (IMPALA encoder on ProcGen, {PROCGEN_ACTIONS} actions, 2 layers, hidden 128, "
           f"8 heads of 16, d_ff 512): {count(paper):,} parameters "

@@ -551,3 +551,24 @@ def test_validate_model_config_accepts_valid_configs():
     assert math.isclose(ModelConfig().reward_clip, 1.0)
     with pytest.raises(ValueError, match="num_actions must be a positive integer, got 0"):
         Agent(ModelConfig(), (8,), "float32", 0)
+
+
+def test_lstm_inference_on_the_cpu_runs_without_onednn_and_agrees_with_training():
+    from agents.cores.lstm import LSTMCore
+    torch.manual_seed(0)
+    core = LSTMCore(12, hidden_size=16)
+    seen = []
+    call = core.lstm.forward
+    core.lstm.forward = lambda *a: (seen.append(torch._C._get_mkldnn_enabled()), call(*a))[1]
+    x = torch.randn(7, 3, 12)
+    reset = torch.zeros(7, 3, dtype=torch.bool)
+    reset[4, 1] = True                                          # two segments: two LSTM calls
+    state = {"h": torch.randn(3, 16), "c": torch.randn(3, 16)}
+    y_train, s_train = core(x, state, reset)
+    assert seen == [True, True]                                  # autograd: oneDNN as before
+    with torch.no_grad():
+        y_infer, s_infer = core(x, state, reset)
+    assert seen[2:] == [False, False] and torch._C._get_mkldnn_enabled()   # off inside, restored
+    torch.testing.assert_close(y_infer, y_train.detach(), atol=1e-6, rtol=0)
+    for k in ("h", "c"):
+        torch.testing.assert_close(s_infer[k], s_train[k].detach(), atol=1e-6, rtol=0)

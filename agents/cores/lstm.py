@@ -24,6 +24,12 @@ the LSTM stayed at chance in 1M steps for 3 of 3 seeds at unroll 20 and 2 of 2 a
 The unroll is cut at the time steps where any row resets; each segment runs as one
 cuDNN/ATen LSTM call after zeroing the state of the rows that reset there, so a
 whole unroll costs a few calls instead of one per step.
+
+On the CPU, without autograd (the actors' one step at a time, evaluation), the call runs
+on ATen's own LSTM rather than oneDNN's: oneDNN prepares its weight layout for each call
+whose weights changed, which an actor's weights do at every parameter publish; 4-7x
+slower for one step of a batch of 8 at 256 units (``python -m launch.bench_lstm_cpu``).
+Training keeps oneDNN. Both compute the same function (outputs agree to 1e-6).
 """
 
 from __future__ import annotations
@@ -90,13 +96,22 @@ class LSTMCore(MemoryCore):
             keep = ~reset[start].view(1, -1, 1)                             # [1, B, 1]
             h = torch.where(keep, h, torch.zeros_like(h))
             c = torch.where(keep, c, torch.zeros_like(c))
-            y, (h, c) = self.lstm(x[start:end], (h, c))                    # y: [end-start, B, hidden]
+            y, (h, c) = self._lstm(x[start:end], (h, c))                   # y: [end-start, B, hidden]
             outs.append(y)
         y = torch.cat(outs, dim=0)
         if self.diagnostics_enabled:
             self._last_diagnostics = {f"layer0/{n}": v for n, v in
                                       lstm_diagnostics(self.lstm, x, y, state["h"], reset).items()}
         return y, {"h": h.squeeze(0), "c": c.squeeze(0)}
+
+    def _lstm(self, x: torch.Tensor, hc: Tuple[torch.Tensor, torch.Tensor]):
+        if x.is_cuda or torch.is_grad_enabled() or not torch._C._get_mkldnn_enabled():
+            return self.lstm(x, hc)
+        torch._C._set_mkldnn_enabled(False)      # ATen's LSTM for inference on the CPU (above)
+        try:
+            return self.lstm(x, hc)
+        finally:
+            torch._C._set_mkldnn_enabled(True)
 
     def diagnostic_names(self) -> list:
         return [f"layer0/{n}" for n in LSTM_DIAGNOSTICS]
