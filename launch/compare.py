@@ -1,11 +1,11 @@
 """Is my core better? Train every (core, task, seed) of a task suite with the same
-settings and compare: ``python -m launch.compare --cores ff lstm deltanet --suite memory-v1``.
+settings and compare: ``python -m launch.compare --cores ff lstm deltanet --suite memory-v2``.
 
 Examples::
 
-    python -m launch.compare --cores ff lstm deltanet srwm sr_delta --suite memory-v1 --seeds 3
-    python -m launch.compare --cores lstm mycore --core-import mypackage.cores --suite memory-v1
-    python -m launch.compare --cores ff lstm --suite memory-v1 --tasks recall-4 --seeds 2 \\
+    python -m launch.compare --cores ff lstm deltanet srwm sr_delta --suite memory-v2 --seeds 3
+    python -m launch.compare --cores lstm mycore --core-import mypackage.cores --suite memory-v2
+    python -m launch.compare --cores ff lstm --suite memory-v2 --tasks recall-4 --seeds 2 \\
         --total-steps 5000 --name tiny -- --learning-rate 1e-3   # flags after -- go to launch.train
 
 Every run is one ``python -m launch.train`` process (settings: :data:`TRAIN_ARGS`, then the
@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cores", nargs="+", required=True, help="registered core names to compare")
-    p.add_argument("--suite", default="memory-v1", help=f"task suite: {', '.join(list_suites())}")
+    p.add_argument("--suite", default="memory-v2",
+                   help=f"task suite (default: the newest, memory-v2): {', '.join(list_suites())}")
     p.add_argument("--tasks", nargs="+", default=[], help="only these tasks of the suite")
     p.add_argument("--seeds", type=int, default=3, help="seeds per (core, task): 0 .. N-1")
     p.add_argument("--total-steps", type=int, default=0, help="budget of every run (0: each task's own)")
