@@ -213,3 +213,28 @@ def test_recurrent_ops_float32_keep_dtype():
     got, fin = delta_rnn(*args, st2, reset, backend="torch")
     assert got.dtype == torch.float32 and fin["R"].dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("T,pattern", [(1, "none"), (1, "all"), (7, "random"), (7, "consecutive")])
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("rule", ["delta", "linear"])
+def test_torch_backend_without_autograd_equals_its_autograd_forward(T, pattern, gated, rule):
+    # acting and evaluation take the no-grad path (nothing saved for a backward): same numbers, bit for bit
+    if rule == "linear" and gated:
+        pytest.skip("linear attention has no gate")
+    B, H, Dk, Dv = 3, 2, 4, 5
+    g = torch.Generator().manual_seed(T + 7)
+    q = torch.nn.functional.normalize(torch.randn(T, B, H, Dk, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(T, B, H, Dk, generator=g), dim=-1)
+    v, beta = torch.randn(T, B, H, Dv, generator=g), torch.rand(T, B, H, generator=g)
+    alpha = torch.rand(T, B, H, generator=g) if gated else None
+    s0 = torch.randn(B, H, Dk, Dv, generator=g)
+    reset = make_reset(pattern, T, B)
+    kw = dict(alpha=alpha) if gated else {}
+    run = ((lambda *a: delta_rule(*a, backend="torch", **kw)) if rule == "delta"
+           else (lambda q, k, v, beta, s, r: linear_attention(q, k, v, s, r, backend="torch")))
+    with torch.no_grad():
+        o_ng, s_ng = run(q, k, v, beta, s0, reset)
+    o, s = run(q.requires_grad_(), k, v, beta, s0, reset)
+    assert o.requires_grad and not o_ng.requires_grad
+    assert torch.equal(o_ng, o.detach()) and torch.equal(s_ng, s.detach())

@@ -53,33 +53,44 @@ def delta_step_backward(G, Sp, k, e, beta, q, do, delta: bool = True):
     return dq, dk, dv, dbeta
 
 
+def _forward(q, k, v, beta, state, reset, alpha, delta: bool, save: bool):
+    """The recurrence over the ``B*H`` heads at once: (out [T, BH, Dv], final S, and with
+    ``save`` what the backward needs: the flattened inputs, S_in, E, keep_bh, af)."""
+    T, B, H, Dk = q.shape
+    Dv = v.shape[-1]
+    BH = B * H
+    keep = (~reset).to(q.dtype)                                               # [T, B]
+    qf = q.reshape(T, BH, Dk)
+    kf = k.reshape(T, BH, Dk)
+    vf = v.reshape(T, BH, Dv)
+    bf = beta.reshape(T, BH, 1)
+    af = alpha.reshape(T, BH, 1, 1) if alpha is not None else None
+    keep_bh = keep.repeat_interleave(H, dim=1).view(T, BH, 1, 1)
+    S = state.reshape(BH, Dk, Dv).clone()
+    S_in = q.new_empty(T, BH, Dk, Dv) if save else None                       # after reset, before decay
+    E = q.new_empty(T, BH, Dv) if save else None
+    out = q.new_empty(T, BH, Dv)
+    for t in range(T):
+        S.mul_(keep_bh[t])
+        if save:
+            S_in[t] = S
+        if af is not None:
+            S.mul_(af[t])                                                       # S' = alpha S
+        e = vf[t] - vm(kf[t], S) if delta else vf[t]                           # v - S^T k
+        if save:
+            E[t] = e
+        add_outer_(S, kf[t], bf[t] * e)                                        # S += k (beta e)^T
+        out[t] = vm(qf[t], S)                                                  # o = S^T q
+    return out, S, (qf, kf, bf, S_in, E, keep_bh, af)
+
+
 class _DeltaRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, beta, state, reset, alpha, detach_each_step: bool, delta: bool):
         T, B, H, Dk = q.shape
         Dv = v.shape[-1]
-        BH = B * H
-        keep = (~reset).to(q.dtype)                                           # [T, B]
-        qf = q.reshape(T, BH, Dk)
-        kf = k.reshape(T, BH, Dk)
-        vf = v.reshape(T, BH, Dv)
-        bf = beta.reshape(T, BH, 1)
-        af = alpha.reshape(T, BH, 1, 1) if alpha is not None else None
-        keep_bh = keep.repeat_interleave(H, dim=1).view(T, BH, 1, 1)
-        S = state.reshape(BH, Dk, Dv).clone()
-        S_in = q.new_empty(T, BH, Dk, Dv)                                     # after reset, before decay
-        E = q.new_empty(T, BH, Dv)
-        out = q.new_empty(T, BH, Dv)
-        for t in range(T):
-            S.mul_(keep_bh[t])
-            S_in[t] = S
-            if af is not None:
-                S.mul_(af[t])                                                   # S' = alpha S
-            e = vf[t] - vm(kf[t], S) if delta else vf[t]                       # v - S^T k
-            E[t] = e
-            add_outer_(S, kf[t], bf[t] * e)                                    # S += k (beta e)^T
-            out[t] = vm(qf[t], S)                                              # o = S^T q
-        ctx.save_for_backward(qf, kf, bf, S_in, E, keep_bh, af)
+        out, S, saved = _forward(q, k, v, beta, state, reset, alpha, delta, save=True)
+        ctx.save_for_backward(*saved)
         ctx.shape = (T, B, H, Dk, Dv)
         ctx.detach_each_step = detach_each_step
         ctx.delta = delta
@@ -128,8 +139,12 @@ def delta_rule_torch(q, k, v, beta, state, reset, *, detach_each_step: bool = Fa
         raise ValueError(f"alpha must be [T, B, H] = [{T}, {B}, {H}], got {list(alpha.shape)}")
     dtype = torch.promote_types(q.dtype, torch.float32)
     cast = lambda x: x.to(dtype).contiguous()   # noqa: E731
-    out, final = _DeltaRule.apply(cast(q), cast(k), cast(v), cast(beta), cast(state), reset,
-                                  None if alpha is None else cast(alpha), detach_each_step, delta)
+    args = (cast(q), cast(k), cast(v), cast(beta), cast(state), reset, None if alpha is None else cast(alpha))
+    if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args):
+        out, final = _DeltaRule.apply(*args, detach_each_step, delta)
+    else:        # acting, evaluation: the same forward, nothing kept for a backward
+        out, S, _ = _forward(*args, delta, save=False)
+        out, final = out.view(T, B, H, -1), S.view(B, H, Dk, -1)
     if detach_each_step:
         final = final.detach()
     return out.to(q.dtype), final.to(state.dtype)
