@@ -2,14 +2,15 @@
 
 For each core given by ``--cores``: the median time (ms) of a forward pass (no grad,
 as in evaluation) and of forward + backward (as in learning) over one
-learner batch, and of one actor step (``act step ms``: T = 1, ``--act-batch`` rows, no
-grad, averaged over 10 steps that follow a parameter publish, i.e. freshly written weights): B = 32 unrolls of T = 50 steps of input size 257 (256 IMPALA
+learner batch: B = 32 unrolls of T = 50 steps of input size 257 (256 IMPALA
 features + the clipped reward), with the SRWM paper's core sizes (``--sizes procgen``,
 Irie et al., ICML 2022: 2 layers, hidden 128 = 8 heads of 16, d_ff 512; LSTM 256
 units) or the recurrent fast-weight paper's Atari sizes (``--sizes atari``, Irie et
 al., NeurIPS 2021: the same with 4 heads of 32). Then the parameter counts of the
 paper's full SRWM agent (IMPALA encoder on ProcGen [3, 64, 64], 15 actions) and of
-the same agent with each benchmarked core (at the chosen sizes).
+the same agent with each benchmarked core (at the chosen sizes). ``act step ms``: one
+actor step (T = 1, ``--act-batch`` rows, no grad), averaged over the 10 steps that
+follow a parameter publish (freshly written weights), as an actor runs its core.
 
     python -m launch.bench_cores                      # deltanet srwm lstm ff, one thread
     python -m launch.bench_cores --cores srwm sr_delta --threads 2 --repeats 10

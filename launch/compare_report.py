@@ -17,10 +17,10 @@ normalisation and own train args in each, and no (core, task, seed) run appears 
 the tasks that suite defines exactly alike (a new suite version that kept a task keeps
 its results)::
 
-    python -m launch.compare_report docs/learning/memory-v1-recall compare/memory-v2-repeat-first \
+    python -m launch.compare_report docs/learning/memory-v1-recall compare/memory-v2-repeat-first \\
         --suite memory-v2 --cores ff lstm deltanet --out compare/memory-v2-all
- The normalised scores
-are recomputed from each run's final return with the suite's constants. The statistics are those of ``launch.compare``: per
+
+The normalised scores are recomputed from each run's final return with the suite's constants. The statistics are those of ``launch.compare``: per
 core and task the mean over seeds with its 95% bootstrap CI, per core the IQM over tasks
 and seeds with its stratified bootstrap CI (an incomplete grid gives ``n/a``).
 

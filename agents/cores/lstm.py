@@ -27,8 +27,9 @@ whole unroll costs a few calls instead of one per step.
 
 On the CPU, without autograd (the actors' one step at a time, evaluation), the call runs
 on ATen's own LSTM rather than oneDNN's: oneDNN prepares its weight layout for each call
-whose weights changed, which an actor's weights do at every parameter publish; 4-7x
-slower for one step of a batch of 8 at 256 units (``python -m launch.bench_lstm_cpu``).
+whose weights changed, which an actor's weights do at every parameter publish: 4.1x
+the CPU time for one step of a batch of 8 at 256 units (docs/benchmarks.md; the
+``act step ms`` column of ``python -m launch.bench_cores --cores lstm``).
 Training keeps oneDNN. Both compute the same function (outputs agree to 1e-6).
 """
 
